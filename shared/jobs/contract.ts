@@ -1,0 +1,54 @@
+import type { z } from "zod";
+
+/** The three built-in queues. User-defined queues add their own contracts the same way. */
+export type QueueName = "email" | "audit" | "stripe-webhook";
+
+/** Key prefix shared by producer and workers; BullMQ's own default. Configurable per deployment. */
+export const DEFAULT_QUEUE_PREFIX = "bull";
+
+export type KeepJobs = boolean | number | { age?: number; count?: number; limit?: number };
+
+/**
+ * The subset of BullMQ's JobsOptions the edge producer supports. Field names and meanings are
+ * BullMQ's own, so a contract's defaults can be handed to `Queue.add` unchanged.
+ */
+export interface JobOptions {
+  jobId?: string;
+  attempts?: number;
+  backoff?: number | { type: "fixed" | "exponential"; delay?: number; jitter?: number };
+  /** Milliseconds before the job becomes available to workers. */
+  delay?: number;
+  /** 1 (highest) … 2_097_152; 0 or absent means no priority. */
+  priority?: number;
+  lifo?: boolean;
+  removeOnComplete?: KeepJobs;
+  removeOnFail?: KeepJobs;
+}
+
+/**
+ * One job type: which queue it lives on, the job name, its payload schema and default options.
+ * The producer takes `z.input<Schema>`; the handler receives `z.output<Schema>`.
+ */
+export interface JobContract<Schema extends z.ZodType = z.ZodType> {
+  readonly queue: QueueName;
+  readonly name: string;
+  readonly schema: Schema;
+  readonly defaults: Readonly<JobOptions>;
+}
+
+export function defineJob<Schema extends z.ZodType>(contract: JobContract<Schema>): JobContract<Schema> {
+  return contract;
+}
+
+export type JobInput<C extends JobContract> = z.input<C["schema"]>;
+export type JobData<C extends JobContract> = z.output<C["schema"]>;
+
+/**
+ * BullMQ job ids must not contain ':' (it is the key separator) and must not be all digits
+ * (those collide with BullMQ's own counter ids). Caller-supplied keys are checked against this.
+ */
+export const JOB_ID_PATTERN = /^(?!\d+$)[A-Za-z0-9_\-.~]{1,200}$/;
+
+export function isValidJobId(id: string): boolean {
+  return JOB_ID_PATTERN.test(id);
+}
