@@ -1,0 +1,41 @@
+import { cloudflareTest } from "@cloudflare/vitest-plugin";
+import { defineConfig } from "vitest/config";
+
+// Two projects: "node" (worker fleet, conformance, end-to-end) and "edge" (inside workerd).
+// Run through `npm test` (worker/dev/run-tests.ts), which trusts the test CA for workerd.
+// One globalSetup starts Redis (TCP + TLS) and Postgres for both; see worker/dev/test-setup.ts.
+export default defineConfig({
+  test: {
+    globalSetup: ["./worker/dev/test-setup.ts"],
+    testTimeout: 30_000,
+    hookTimeout: 60_000,
+    projects: [
+      {
+        extends: true,
+        test: {
+          name: "node",
+          include: ["worker/**/*.test.ts", "shared/**/*.test.ts", "edge/**/*.node.test.ts"],
+        },
+      },
+      {
+        extends: true,
+        plugins: [
+          cloudflareTest(({ inject }) => ({
+            wrangler: { configPath: "./wrangler.toml" },
+            miniflare: {
+              bindings: {
+                REDIS_URL: inject("redisUrl"),
+                REDIS_TLS_URL: inject("redisTlsUrl"),
+              },
+            },
+          })),
+        ],
+        test: {
+          name: "edge",
+          include: ["edge/**/*.test.ts"],
+          exclude: ["edge/**/*.node.test.ts"],
+        },
+      },
+    ],
+  },
+});

@@ -1,0 +1,36 @@
+// vitest globalSetup: one Redis (plain TCP and TLS) and one Postgres for the whole run, migrated.
+// Tests isolate themselves with unique queue names / key prefixes, never by sharing state.
+import { join } from "node:path";
+import type { TestProject } from "vitest/node";
+import { ROOT, startPostgres, startRedis, testTls } from "./local-services.ts";
+
+declare module "vitest" {
+  export interface ProvidedContext {
+    redisUrl: string;
+    redisTlsUrl: string;
+    databaseUrl: string;
+    caCertPath: string;
+  }
+}
+
+export default async function setup(project: TestProject) {
+  const dataDir = join(ROOT, ".data/test", String(process.pid));
+  const stops: Array<() => Promise<void>> = [];
+  const redis = await startRedis({ dataDir: join(dataDir, "redis"), tls: true });
+  stops.push(redis.stop);
+  let databaseUrl = process.env.DATABASE_URL;
+  if (!databaseUrl) {
+    const pg = await startPostgres({ dataDir: join(dataDir, "postgres") });
+    stops.push(pg.stop);
+    databaseUrl = pg.url;
+  }
+  const { migrate } = await import("../migrate.ts");
+  await migrate(databaseUrl);
+  project.provide("redisUrl", process.env.REDIS_URL ?? redis.url);
+  project.provide("redisTlsUrl", redis.tlsUrl ?? "");
+  project.provide("databaseUrl", databaseUrl);
+  project.provide("caCertPath", testTls().caCert);
+  return async () => {
+    for (const stop of stops.reverse()) await stop();
+  };
+}
