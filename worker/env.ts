@@ -1,0 +1,145 @@
+import { z } from "zod";
+import { DEFAULT_QUEUE_PREFIX, type QueueName } from "../shared/jobs/contract.ts";
+import { QUEUE_NAMES } from "../shared/jobs/registry.ts";
+
+/**
+ * The worker's whole configuration, parsed once at the entry point. Nothing else in worker/ reads
+ * process.env: modules receive the parsed `WorkerConfig` (or the slice they need) as an argument.
+ */
+
+/** `WORKER_CONCURRENCY_<QUEUE>`: queue name upper-cased, `-` → `_` (e.g. WORKER_CONCURRENCY_STRIPE_WEBHOOK). */
+export function concurrencyVar(queue: QueueName): string {
+  return `WORKER_CONCURRENCY_${queue.toUpperCase().replaceAll("-", "_")}`;
+}
+
+const positiveInt = z.coerce.number().int().positive();
+const optionalString = z
+  .string()
+  .trim()
+  .transform((s) => (s === "" ? undefined : s))
+  .optional();
+
+const queueList = z
+  .string()
+  .trim()
+  .optional()
+  .transform((raw, ctx): QueueName[] => {
+    if (raw === undefined || raw === "" || raw === "all") return [...QUEUE_NAMES];
+    const names = [...new Set(raw.split(",").map((s) => s.trim()).filter((s) => s !== ""))];
+    const unknown = names.filter((n) => !(QUEUE_NAMES as string[]).includes(n));
+    if (unknown.length > 0) {
+      ctx.addIssue({
+        code: "custom",
+        message: `unknown queue(s) ${unknown.join(", ")}; known: ${QUEUE_NAMES.join(", ")} or "all"`,
+      });
+      return z.NEVER;
+    }
+    return names as QueueName[];
+  });
+
+const redisUrl = z
+  .url({ protocol: /^rediss?$/ })
+  .describe("redis://[:password@]host:port[/db] or rediss:// for TLS");
+
+const perQueueConcurrency = Object.fromEntries(
+  QUEUE_NAMES.map((q) => [concurrencyVar(q), positiveInt.optional()]),
+);
+
+const EnvSchema = z.object({
+  REDIS_URL: redisUrl,
+  /** PEM file with the CA that signed the Redis server's certificate (private CAs, tests). */
+  REDIS_CA_CERT: optionalString,
+  QUEUE_PREFIX: z.string().regex(/^[^:\s]+$/, "no ':' or spaces").default(DEFAULT_QUEUE_PREFIX),
+  DATABASE_URL: z.url({ protocol: /^postgres(ql)?$/ }),
+  /** Default: "neon" for *.neon.tech hosts, else "pg". */
+  DATABASE_DRIVER: z.enum(["pg", "neon"]).optional(),
+  WORKER_QUEUES: queueList,
+  WORKER_CONCURRENCY: positiveInt.default(10),
+  ...perQueueConcurrency,
+  /**
+   * Seconds a worker blocks on Redis waiting for a job while the queue is empty (BullMQ default
+   * 5). Higher = fewer idle commands (Upstash bills per command), same latency for new jobs
+   * because the blocking call returns as soon as one arrives.
+   */
+  WORKER_DRAIN_DELAY_SECONDS: positiveInt.default(5),
+  /** How often a worker checks for stalled jobs (BullMQ default 30 000 ms); a cost/latency knob. */
+  WORKER_STALLED_INTERVAL_MS: positiveInt.default(30_000),
+  /** Max rows one audit insert carries. */
+  AUDIT_BATCH_MAX: positiveInt.max(5_000).default(500),
+  PORT: z.coerce.number().int().min(0).max(65_535).default(8080),
+  RESEND_API_KEY: optionalString,
+  RESEND_BASE_URL: z.url({ protocol: /^https?$/ }).optional(),
+  EMAIL_FROM: z.string().min(3).default("edgefleet <onboarding@resend.dev>"),
+  /** Resend's default team limit is 2 requests/s. */
+  EMAIL_RATE_PER_SECOND: positiveInt.default(2),
+  /**
+   * Bound on the graceful drain after SIGTERM. Keep it below Railway's `drainingSeconds` (the
+   * platform SIGKILLs after that), leaving a few seconds for closing connections.
+   */
+  SHUTDOWN_TIMEOUT_MS: positiveInt.default(25_000),
+});
+
+export interface WorkerConfig {
+  redisUrl: string;
+  redisCaCertPath: string | undefined;
+  queuePrefix: string;
+  databaseUrl: string;
+  databaseDriver: "pg" | "neon" | undefined;
+  queues: QueueName[];
+  concurrency: Record<QueueName, number>;
+  drainDelaySeconds: number;
+  stalledIntervalMs: number;
+  auditBatchMax: number;
+  port: number;
+  resendApiKey: string | undefined;
+  resendBaseUrl: string | undefined;
+  emailFrom: string;
+  emailRatePerSecond: number;
+  shutdownTimeoutMs: number;
+}
+
+export class EnvError extends Error {
+  readonly issues: string[];
+  constructor(issues: string[]) {
+    super(`invalid worker configuration:\n  - ${issues.join("\n  - ")}`);
+    this.name = "EnvError";
+    this.issues = issues;
+  }
+}
+
+/** Parses the environment; throws `EnvError` listing every problem at once. */
+export function parseEnv(source: Record<string, string | undefined>): WorkerConfig {
+  const result = EnvSchema.safeParse(source);
+  if (!result.success) {
+    throw new EnvError(
+      result.error.issues.map((i) => `${i.path.join(".") || "(env)"}: ${i.message}`),
+    );
+  }
+  const env = result.data;
+  const overrides = env as Record<string, unknown>;
+  const concurrency = Object.fromEntries(
+    QUEUE_NAMES.map((q) => {
+      const override = overrides[concurrencyVar(q)];
+      return [q, typeof override === "number" ? override : env.WORKER_CONCURRENCY];
+    }),
+  ) as Record<QueueName, number>;
+
+  return {
+    redisUrl: env.REDIS_URL,
+    redisCaCertPath: env.REDIS_CA_CERT,
+    queuePrefix: env.QUEUE_PREFIX,
+    databaseUrl: env.DATABASE_URL,
+    databaseDriver: env.DATABASE_DRIVER,
+    queues: env.WORKER_QUEUES,
+    concurrency,
+    drainDelaySeconds: env.WORKER_DRAIN_DELAY_SECONDS,
+    stalledIntervalMs: env.WORKER_STALLED_INTERVAL_MS,
+    auditBatchMax: env.AUDIT_BATCH_MAX,
+    port: env.PORT,
+    resendApiKey: env.RESEND_API_KEY,
+    resendBaseUrl: env.RESEND_BASE_URL,
+    emailFrom: env.EMAIL_FROM,
+    emailRatePerSecond: env.EMAIL_RATE_PER_SECOND,
+    shutdownTimeoutMs: env.SHUTDOWN_TIMEOUT_MS,
+  };
+}
