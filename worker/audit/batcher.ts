@@ -1,0 +1,93 @@
+/**
+ * Group commit for concurrently running jobs: each `add()` joins the next batch and settles when
+ * that batch's write has committed (or failed — then every job in it fails and BullMQ retries it).
+ *
+ * A batch is written when `maxBatch` items are waiting, or as soon as no write is in flight. So
+ * an idle process writes a lone item at once (no added latency, no timers), and under load the
+ * items that arrive during one write ride together in the next: the batch size adapts to the
+ * database's round-trip time. A full batch does not wait for the write in flight.
+ */
+
+export interface BatcherStats {
+  /** Writes started (each one multi-row insert). */
+  flushes: number;
+  /** Items handed to successful writes. */
+  written: number;
+  failedFlushes: number;
+  largestBatch: number;
+}
+
+export interface Batcher<T> {
+  add(item: T): Promise<void>;
+  readonly stats: Readonly<BatcherStats>;
+  /** Resolves when nothing is waiting or in flight. */
+  idle(): Promise<void>;
+}
+
+interface Waiting<T> {
+  item: T;
+  resolve: () => void;
+  reject: (err: unknown) => void;
+}
+
+export function createBatcher<T>(write: (items: T[]) => Promise<void>, maxBatch: number): Batcher<T> {
+  if (!Number.isInteger(maxBatch) || maxBatch < 1) throw new RangeError("maxBatch must be a positive integer");
+  let waiting: Waiting<T>[] = [];
+  let inFlight = 0;
+  let scheduled = false;
+  let idleWaiters: Array<() => void> = [];
+  const stats: BatcherStats = { flushes: 0, written: 0, failedFlushes: 0, largestBatch: 0 };
+
+  const flush = () => {
+    const batch = waiting.splice(0, maxBatch);
+    if (batch.length === 0) return;
+    inFlight++;
+    stats.flushes++;
+    stats.largestBatch = Math.max(stats.largestBatch, batch.length);
+    // write() may throw synchronously; the promise chain turns that into a rejection of the batch.
+    Promise.resolve()
+      .then(() => write(batch.map((w) => w.item)))
+      .then(
+        () => {
+          stats.written += batch.length;
+          for (const w of batch) w.resolve();
+        },
+        (err: unknown) => {
+          stats.failedFlushes++;
+          for (const w of batch) w.reject(err);
+        },
+      )
+      .finally(() => {
+        inFlight--;
+        if (waiting.length > 0 && inFlight === 0) flush();
+        if (waiting.length === 0 && inFlight === 0) {
+          const done = idleWaiters;
+          idleWaiters = [];
+          for (const d of done) d();
+        }
+      });
+  };
+
+  return {
+    stats,
+    add(item) {
+      return new Promise<void>((resolve, reject) => {
+        waiting.push({ item, resolve, reject });
+        if (waiting.length >= maxBatch) {
+          flush();
+        } else if (inFlight === 0 && !scheduled) {
+          // A microtask, not a timer: items added in the same tick still share the first write.
+          scheduled = true;
+          queueMicrotask(() => {
+            scheduled = false;
+            if (inFlight === 0) flush();
+          });
+        }
+      });
+    },
+    idle() {
+      if (waiting.length === 0 && inFlight === 0) return Promise.resolve();
+      return new Promise<void>((resolve) => idleWaiters.push(resolve));
+    },
+  };
+}

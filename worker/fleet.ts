@@ -1,0 +1,157 @@
+import { readFileSync } from "node:fs";
+import { Worker, type WorkerOptions } from "bullmq";
+import { Redis, type RedisOptions } from "ioredis";
+import { EDGE_SCRIPTS, type LuaScript } from "../shared/jobs/bullmq-scripts.ts";
+import type { QueueName } from "../shared/jobs/contract.ts";
+import { contracts } from "../shared/jobs/registry.ts";
+import { createAuditHandler } from "./audit/handler.ts";
+import type { Db } from "./db.ts";
+import { createEmailHandler } from "./email/handler.ts";
+import type { WorkerConfig } from "./env.ts";
+import { createProcessor, jsonLog, type FleetHandlers, type Log } from "./runner.ts";
+import { createStripeWebhookHandler } from "./stripe/handler.ts";
+
+export type FleetConfig = Pick<
+  WorkerConfig,
+  | "redisUrl"
+  | "redisCaCertPath"
+  | "queuePrefix"
+  | "queues"
+  | "concurrency"
+  | "drainDelaySeconds"
+  | "stalledIntervalMs"
+  | "emailRatePerSecond"
+>;
+
+export interface FleetDeps {
+  handlers: FleetHandlers;
+  /** Scripts to SCRIPT LOAD at start-up; default: the edge's (`EDGE_SCRIPTS`). */
+  scripts?: readonly LuaScript[];
+  log?: Log;
+}
+
+export interface Fleet {
+  readonly workers: ReadonlyMap<QueueName, Worker>;
+  /** Redis PING on the fleet's command connection; rejects fast when disconnected. */
+  ping(): Promise<void>;
+  /**
+   * Stops taking jobs and waits for running ones. After `timeoutMs` the remaining jobs are
+   * abandoned (`close(true)`): their locks lapse and BullMQ's stalled check hands them to another
+   * worker — at-least-once, which is why every handler is idempotent.
+   */
+  close(timeoutMs?: number): Promise<{ drained: boolean }>;
+}
+
+/**
+ * ioredis options for a Redis URL. RESP2 is chosen deliberately (ioredis 6 defaults to RESP3,
+ * `HELLO 3`): BullMQ's scripts and reply parsing are written against RESP2 shapes, every Redis
+ * and proxy (Upstash, older managed Redis) speaks it, and nothing here uses RESP3-only features
+ * (client-side caching, push). `maxRetriesPerRequest: null` is what BullMQ requires: a worker's
+ * blocking commands must wait out a reconnect instead of failing.
+ */
+export function redisOptions(url: string, caCertPath?: string) {
+  const u = new URL(url);
+  const tls = u.protocol === "rediss:";
+  const db = u.pathname.length > 1 ? Number(u.pathname.slice(1)) : 0;
+  // Inferred (not annotated) so the literal fits both ioredis' and BullMQ's option types.
+  return {
+    host: u.hostname,
+    port: u.port ? Number(u.port) : 6379,
+    ...(u.username ? { username: decodeURIComponent(u.username) } : {}),
+    ...(u.password ? { password: decodeURIComponent(u.password) } : {}),
+    db: Number.isInteger(db) ? db : 0,
+    protocol: 2,
+    maxRetriesPerRequest: null,
+    ...(tls ? { tls: { servername: u.hostname, ...(caCertPath ? { ca: readFileSync(caCertPath) } : {}) } } : {}),
+  } satisfies RedisOptions;
+}
+
+/** The production handler set, sharing one database handle. */
+export function createHandlers(
+  db: Db,
+  config: Pick<WorkerConfig, "auditBatchMax" | "resendApiKey" | "resendBaseUrl" | "emailFrom">,
+): FleetHandlers {
+  return {
+    audit: createAuditHandler(db, { maxBatch: config.auditBatchMax }).handle,
+    email: createEmailHandler(db, config),
+    "stripe-webhook": createStripeWebhookHandler(db),
+  };
+}
+
+export async function startFleet(config: FleetConfig, deps: FleetDeps): Promise<Fleet> {
+  const log = deps.log ?? jsonLog;
+  const connection = redisOptions(config.redisUrl, config.redisCaCertPath);
+
+  // The fleet's own command connection (script preload, readiness). No offline queue and one
+  // retry, so a readiness probe fails fast instead of waiting for a reconnect.
+  const redis = new Redis({ ...connection, lazyConnect: true, enableOfflineQueue: false, maxRetriesPerRequest: 1 });
+  redis.on("error", (err: Error) => log("warn", "redis connection error", { error: err.message }));
+  await redis.connect();
+  try {
+    await loadScripts(redis, deps.scripts ?? EDGE_SCRIPTS, log);
+  } catch (err) {
+    redis.disconnect();
+    throw err;
+  }
+
+  const workers = new Map<QueueName, Worker>();
+  for (const queue of config.queues) {
+    const contract = contracts[queue];
+    const handler = deps.handlers[queue];
+    const options: WorkerOptions = {
+      connection,
+      prefix: config.queuePrefix,
+      concurrency: config.concurrency[queue],
+      // BullMQ takes drainDelay in seconds.
+      drainDelay: config.drainDelaySeconds,
+      stalledInterval: config.stalledIntervalMs,
+      // Resend allows 2 requests/s per team by default; the limit is per queue, across all
+      // workers of the fleet, enforced by BullMQ in Redis.
+      ...(queue === "email" ? { limiter: { max: config.emailRatePerSecond, duration: 1000 } } : {}),
+    };
+    // The cast bridges one contract's handler type to the union the map holds; createProcessor
+    // re-validates job.data against that same contract before calling it.
+    const worker = new Worker(queue, createProcessor(contract, handler as never, log), options);
+    // Without a listener an 'error' event would throw; BullMQ reconnects by itself.
+    worker.on("error", (err) => log("warn", "worker error", { queue, error: err.message }));
+    workers.set(queue, worker);
+  }
+  await Promise.all([...workers.values()].map((w) => w.waitUntilReady()));
+
+  return {
+    workers,
+    ping: async () => {
+      const reply = await redis.ping();
+      if (reply !== "PONG") throw new Error(`unexpected PING reply ${reply}`);
+    },
+    close: async (timeoutMs) => {
+      const closing = Promise.all([...workers.values()].map((w) => w.close()));
+      let drained = true;
+      if (timeoutMs !== undefined) {
+        let timer: NodeJS.Timeout | undefined;
+        const timedOut = new Promise<"timeout">((r) => (timer = setTimeout(() => r("timeout"), timeoutMs)));
+        drained = (await Promise.race([closing.then(() => "closed" as const), timedOut])) === "closed";
+        clearTimeout(timer);
+        if (!drained) await Promise.all([...workers.values()].map((w) => w.close(true)));
+      } else {
+        await closing;
+      }
+      await redis.quit().catch(() => redis.disconnect());
+      return { drained };
+    },
+  };
+}
+
+/** SCRIPT LOAD the edge's scripts so its EVALSHA hits; checks Redis agrees on each SHA-1. */
+async function loadScripts(redis: Redis, scripts: readonly LuaScript[], log: Log): Promise<void> {
+  for (const script of scripts) {
+    const [loaded, expected] = await Promise.all([
+      redis.script("LOAD", script.content) as Promise<string>,
+      script.sha1(),
+    ]);
+    if (loaded !== expected) {
+      throw new Error(`SCRIPT LOAD ${script.name}: Redis returned ${loaded}, expected ${expected}`);
+    }
+  }
+  log("info", "edge scripts loaded", { count: scripts.length });
+}
