@@ -1,0 +1,210 @@
+/**
+ * The edge producer must be indistinguishable from bullmq's own `Queue.add`: same script, same
+ * KEYS/ARGV bytes, same Redis state, and a real BullMQ Worker consumes what it writes. This test is
+ * what makes bumping the pinned bullmq version safe.
+ */
+import { Queue, Worker, type JobsOptions } from "bullmq";
+import { Redis } from "ioredis";
+import { afterAll, afterEach, beforeAll, describe, expect, inject, it, vi } from "vitest";
+import { z } from "zod";
+import { auditContract } from "../../shared/jobs/audit.ts";
+import { EDGE_SCRIPTS } from "../../shared/jobs/bullmq-scripts.ts";
+import { defineJob, type JobContract, type JobOptions } from "../../shared/jobs/contract.ts";
+import { emailContract } from "../../shared/jobs/email.ts";
+import { buildAddJob, InvalidJobOptionsError } from "./job-args.ts";
+import { createNodeTransport, type NodeTransport } from "./node-transport.test-helper.ts";
+import { createProducer } from "./producer.ts";
+import { snapshotRedis, toBytes, uniquePrefix } from "./redis-state.test-helper.ts";
+
+const redisUrl = inject("redisUrl");
+const T = 1_767_225_600_123; // fixed add time for both sides (2026-01-01T00:00:00.123Z)
+
+// A contract without defaults, to cover BullMQ's own defaults (attempts 0, no backoff, no removal).
+const bareContract = defineJob({ queue: "audit", name: "bare", schema: z.unknown(), defaults: {} });
+
+const auditData = {
+  id: "evt-1", name: "user.signed_up", type: "domain", occurredAt: "2026-01-01T00:00:00Z", payload: { plan: "pro" },
+};
+
+interface Case { title: string; contract: JobContract; data: unknown; opts?: JobOptions }
+const cases: Case[] = [
+  { title: "contract defaults only", contract: auditContract, data: auditData },
+  { title: "no defaults at all (attempts 0)", contract: bareContract, data: { a: 1 } },
+  { title: "undefined data", contract: bareContract, data: undefined },
+  { title: "custom jobId", contract: auditContract, data: auditData, opts: { jobId: "evt-1" } },
+  { title: "attempts with number backoff", contract: bareContract, data: {}, opts: { attempts: 3, backoff: 1500 } },
+  { title: "exponential backoff with jitter", contract: emailContract, data: {}, opts: { backoff: { type: "exponential", delay: 250, jitter: 0.5 } } },
+  { title: "removal as booleans", contract: bareContract, data: {}, opts: { removeOnComplete: true, removeOnFail: false } },
+  { title: "removal as counts", contract: bareContract, data: {}, opts: { removeOnComplete: 10, removeOnFail: 0 } },
+  { title: "removal as {age,count}", contract: emailContract, data: {}, opts: { removeOnComplete: { age: 3600, count: 10 }, removeOnFail: { age: 86_400 } } },
+  { title: "delay", contract: auditContract, data: auditData, opts: { delay: 60_000 } },
+  { title: "priority", contract: auditContract, data: auditData, opts: { priority: 7 } },
+  { title: "delay 0 with priority", contract: bareContract, data: {}, opts: { delay: 0, priority: 2 } },
+  { title: "lifo", contract: auditContract, data: auditData, opts: { lifo: true } },
+  { title: "per-call options override defaults", contract: auditContract, data: auditData, opts: { attempts: 1, removeOnComplete: false, jobId: "x.y~z" } },
+  { title: "unicode payload", contract: bareContract, data: { s: "zoë — 日本語 🚀 \u0000 \u2028", n: [1.5, -0, 1e21] } },
+  { title: "200 KB payload", contract: bareContract, data: { blob: "é".repeat(100_000) } },
+];
+
+/**
+ * The contract's `KeepJobs` is looser than bullmq's (`{}` type-checks there, bullmq wants `age` or
+ * `count`); the runtime values are identical, so only the type is bridged here.
+ */
+function asBullmq(opts: Readonly<JobOptions>): JobsOptions {
+  return { ...opts } as JobsOptions;
+}
+
+let client: Redis;
+const cleanup: Array<() => Promise<unknown>> = [];
+
+beforeAll(() => {
+  client = new Redis(redisUrl, { maxRetriesPerRequest: null });
+});
+afterEach(async () => {
+  vi.restoreAllMocks();
+  for (const fn of cleanup.splice(0).reverse()) await fn();
+});
+afterAll(async () => {
+  await client.quit();
+});
+
+/** Runs `Queue.add` with a frozen clock and returns the EVALSHA command it sent plus the job id. */
+async function addWithBullmq(prefix: string, c: Case): Promise<{ args: unknown[]; id: string | undefined }> {
+  const queue = new Queue(c.contract.queue, { connection: client, prefix, defaultJobOptions: asBullmq(c.contract.defaults) });
+  cleanup.push(() => queue.close());
+  await queue.waitUntilReady();
+  const sent: unknown[][] = [];
+  const original = client.sendCommand.bind(client);
+  vi.spyOn(client, "sendCommand").mockImplementation((command, stream) => {
+    // Copy now: ioredis rewrites args[0] (sha → script body) when it falls back to EVAL.
+    if (command.name === "evalsha") sent.push([...command.args]);
+    return original(command, stream);
+  });
+  vi.spyOn(Date, "now").mockReturnValue(T);
+  const job = await queue.add(c.contract.name, c.data, c.opts && asBullmq(c.opts));
+  vi.restoreAllMocks();
+  expect(sent).toHaveLength(1);
+  return { args: sent[0] ?? [], id: job.id };
+}
+
+function edgeTransport(): NodeTransport {
+  const transport = createNodeTransport(redisUrl);
+  cleanup.push(() => transport.close());
+  return transport;
+}
+
+describe("edge producer vs bullmq Queue.add", () => {
+  it.each(cases)("sends byte-identical KEYS/ARGV and leaves identical Redis state: $title", async (c) => {
+    const bullPrefix = uniquePrefix("b");
+    const edgePrefix = uniquePrefix("e");
+    cleanup.push(() => deleteKeys(bullPrefix), () => deleteKeys(edgePrefix));
+
+    const bull = await addWithBullmq(bullPrefix, c);
+    const call = buildAddJob({
+      prefix: bullPrefix, queue: c.contract.queue, name: c.contract.name, data: c.data,
+      defaults: c.contract.defaults, opts: c.opts, timestamp: T,
+    });
+    const [sha, numKeys, ...rest] = bull.args;
+    expect(sha).toBe(await call.script.sha1());
+    expect(String(numKeys)).toBe(String(call.keys.length));
+    expect(rest.map(toBytes)).toEqual([...call.keys, ...call.args].map(toBytes));
+
+    const transport = edgeTransport();
+    const producer = createProducer(transport, { prefix: edgePrefix, now: () => T });
+    const added = await producer.add({ contract: c.contract, data: c.data, opts: c.opts });
+    expect(added).toEqual({ id: bull.id, queue: c.contract.queue });
+
+    // Queue instances write `meta.version` (and nothing else the workers need); ignore it.
+    const ignore = { meta: ["version"] };
+    const edgeState = await snapshotRedis(client, edgePrefix, ignore);
+    expect(Object.keys(edgeState).length).toBeGreaterThan(2);
+    expect(edgeState).toEqual(await snapshotRedis(client, bullPrefix, ignore));
+  });
+});
+
+describe("edge producer with real Redis", () => {
+  it("returns the existing id for a duplicate jobId and creates no second job", async () => {
+    const prefix = uniquePrefix("d");
+    cleanup.push(() => deleteKeys(prefix));
+    const producer = createProducer(edgeTransport(), { prefix });
+    const first = await producer.add({ contract: auditContract, data: auditData, opts: { jobId: "evt-dup" } });
+    const again = await producer.add({ contract: auditContract, data: { ...auditData, name: "changed" }, opts: { jobId: "evt-dup" } });
+    expect(again).toEqual(first);
+    expect(first.id).toBe("evt-dup");
+    expect(await client.lrange(`${prefix}:audit:wait`, 0, -1)).toEqual(["evt-dup"]);
+    expect(JSON.parse((await client.hget(`${prefix}:audit:evt-dup`, "data")) ?? "")).toMatchObject({ name: "user.signed_up" });
+  });
+
+  it("sends a batch of 100 jobs in one round trip once the fleet has loaded the scripts", async () => {
+    const prefix = uniquePrefix("n");
+    cleanup.push(() => deleteKeys(prefix));
+    // What the worker fleet does at start-up; the SHA Redis reports must be the one the edge uses.
+    for (const script of EDGE_SCRIPTS) expect(await client.script("LOAD", script.content)).toBe(await script.sha1());
+    const transport = edgeTransport();
+    const producer = createProducer(transport, { prefix });
+    const jobs = Array.from({ length: 100 }, (_, i) => ({ contract: bareContract, data: { i } }));
+    const added = await producer.add(jobs);
+    expect(transport.sent).toHaveLength(1);
+    expect(added.map((j) => j.id)).toEqual(jobs.map((_, i) => String(i + 1)));
+    expect(await client.llen(`${prefix}:audit:wait`)).toBe(100);
+  });
+
+  it("rejects options bullmq would reject, before sending anything", async () => {
+    const transport = edgeTransport();
+    const producer = createProducer(transport, { prefix: uniquePrefix("x") });
+    await expect(producer.add({ contract: bareContract, data: {}, opts: { jobId: "123" } })).rejects.toThrow(InvalidJobOptionsError);
+    await expect(producer.add({ contract: bareContract, data: {}, opts: { priority: 1.5 } })).rejects.toThrow(/float/);
+    expect(transport.sent).toHaveLength(0);
+  });
+
+  it("answers ping", async () => {
+    await expect(createProducer(edgeTransport()).ping()).resolves.toBeUndefined();
+  });
+
+  it("produces jobs a real BullMQ Worker processes, and reports their status", async () => {
+    const prefix = uniquePrefix("w");
+    cleanup.push(() => deleteKeys(prefix));
+    const producer = createProducer(edgeTransport(), { prefix });
+    const added = await producer.add([
+      { contract: auditContract, data: auditData, opts: { jobId: "evt-ok" } },
+      { contract: auditContract, data: { ...auditData, id: "evt-bad" }, opts: { jobId: "evt-bad", attempts: 1 } },
+      { contract: auditContract, data: { ...auditData, id: "evt-prio" }, opts: { jobId: "evt-prio", priority: 3 } },
+    ]);
+    expect(await producer.getJob("audit", "evt-ok")).toMatchObject({ state: "waiting", attemptsMade: 0, name: "record-event" });
+    expect(await producer.getJob("audit", "evt-prio")).toMatchObject({ state: "prioritized" });
+
+    const workerConnection = new Redis(redisUrl, { maxRetriesPerRequest: null });
+    cleanup.push(() => workerConnection.quit());
+    const seen: unknown[] = [];
+    const settled = new Set<string>();
+    const worker = new Worker(
+      "audit",
+      async (job) => {
+        seen.push(job.data);
+        if (job.id === "evt-bad") throw new Error("boom");
+        return "ok";
+      },
+      { connection: workerConnection, prefix },
+    );
+    cleanup.push(() => worker.close());
+    await new Promise<void>((done) => {
+      const track = (id: string | undefined) => id && settled.add(id) && settled.size === added.length && done();
+      worker.on("completed", (job) => track(job.id));
+      worker.on("failed", (job) => track(job?.id));
+    });
+
+    expect(seen).toContainEqual(auditData);
+    expect(seen).toHaveLength(3);
+    const ok = await producer.getJob("audit", "evt-ok");
+    expect(ok).toMatchObject({ id: "evt-ok", queue: "audit", state: "completed", attemptsMade: 1 });
+    expect(Date.parse(ok?.finishedAt ?? "")).toBeGreaterThanOrEqual(Date.parse(ok?.createdAt ?? ""));
+    expect(ok?.processedAt).toMatch(/^\d{4}-\d\d-\d\dT/);
+    expect(await producer.getJob("audit", "evt-bad")).toMatchObject({ state: "failed", failedReason: "boom", attemptsMade: 1 });
+    expect(await producer.getJob("audit", "missing")).toBeNull();
+  });
+});
+
+async function deleteKeys(prefix: string): Promise<void> {
+  const keys = await client.keys(`${prefix}:*`);
+  if (keys.length > 0) await client.del(...keys);
+}

@@ -1,0 +1,120 @@
+/**
+ * Builds the exact KEYS/ARGV that bullmq 6.7.0's `Queue.add` sends, without the bullmq runtime.
+ *
+ * Mirrors, step by step: `Queue.addJob` (merge default options, set `jobId`), the `Job`
+ * constructor (`attempts: 0` first, `Backoffs.normalize`), `Job.validateOptions`,
+ * `RedisQueueBackend.addJobToTransaction` (script choice and the packed args array) and
+ * `optsAsJSON` (drop undefined). Key ORDER matters: msgpack keeps insertion order, and the
+ * conformance test compares bytes, so the object operations below copy BullMQ's literally.
+ */
+import { Packr } from "msgpackr/pack";
+import type { JobOptions } from "../../shared/jobs/contract.ts";
+import {
+  addDelayedJobScript,
+  addPrioritizedJobScript,
+  addStandardJobScript,
+} from "../../shared/jobs/bullmq-scripts.ts";
+import type { ScriptCall } from "./transport.ts";
+
+// The same options BullMQ uses; `encodeUndefinedAsNil` makes absent parent/repeat fields nil.
+const packer = new Packr({ useRecords: false, encodeUndefinedAsNil: true });
+
+/** BullMQ's PRIORITY_LIMIT (2^21 − 1). */
+const PRIORITY_LIMIT = 2 ** 21 - 1;
+
+/**
+ * Options BullMQ would store for a plain add. Anything else (parent, repeat, deduplication …)
+ * is dropped so a caller cannot smuggle flow or scheduler options past the contract type.
+ */
+const SUPPORTED = new Set<string>([
+  "jobId", "attempts", "backoff", "delay", "priority", "lifo", "removeOnComplete", "removeOnFail",
+]);
+
+export class InvalidJobOptionsError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = "InvalidJobOptionsError";
+  }
+}
+
+export interface AddJobInput {
+  /** Key prefix, BullMQ's `prefix` option (default `bull`). */
+  prefix: string;
+  queue: string;
+  name: string;
+  /** The job payload; stored as `JSON.stringify(data ?? {})` like BullMQ. */
+  data: unknown;
+  /** Contract defaults, i.e. what a worker-side `Queue` would hold as `defaultJobOptions`. */
+  defaults?: Readonly<JobOptions>;
+  /** Per-call options; they win over the defaults. */
+  opts?: Readonly<JobOptions>;
+  /** Epoch ms; BullMQ's `Date.now()` at add time. */
+  timestamp: number;
+}
+
+export function queueKey(prefix: string, queue: string, type: string): string {
+  return `${prefix}:${queue}:${type}`;
+}
+
+/** The options object exactly as `Job` holds it before `optsAsJSON`. */
+export function normalizeJobOptions(defaults: Readonly<JobOptions>, opts: Readonly<JobOptions>): Record<string, unknown> {
+  // Queue.addJob: `{ ...jobsOpts, ...opts, jobId }` — jobId always comes from the call only.
+  const merged: Record<string, unknown> = { ...defaults, ...opts, jobId: opts.jobId };
+  // Job constructor: attempts defaults to 0 and stays the first key; backoff is normalised in place.
+  const jobOpts: Record<string, unknown> = Object.assign({ attempts: 0 }, merged);
+  const backoff = merged.backoff;
+  jobOpts.backoff = typeof backoff === "number" && Number.isFinite(backoff) ? { type: "fixed", delay: backoff } : backoff || undefined;
+  // optsAsJSON: undefined values are skipped (none of our keys are in BullMQ's rename map).
+  const stored: Record<string, unknown> = {};
+  for (const [key, value] of Object.entries(jobOpts)) {
+    if (value !== undefined && SUPPORTED.has(key)) stored[key] = value;
+  }
+  return stored;
+}
+
+/** BullMQ's `Job.validateOptions` and `Queue.addJob` checks, for the options we support. */
+function validate(opts: Record<string, unknown>): void {
+  const { jobId, priority, backoff } = opts;
+  if (typeof jobId === "string" && jobId !== "") {
+    if (jobId === "0" || jobId.startsWith("0:")) throw new InvalidJobOptionsError("JobId cannot be '0' or start with '0:'");
+    if (`${parseInt(jobId, 10)}` === jobId) throw new InvalidJobOptionsError("Custom Id cannot be integers");
+    if (jobId.includes(":")) throw new InvalidJobOptionsError("Custom Id cannot contain :");
+  }
+  if (typeof priority === "number" && priority !== 0) {
+    if (Math.trunc(priority) !== priority) throw new InvalidJobOptionsError("Priority should not be float");
+    if (priority > PRIORITY_LIMIT) throw new InvalidJobOptionsError(`Priority should be between 0 and ${PRIORITY_LIMIT}`);
+  }
+  if (typeof backoff === "object" && backoff !== null && "jitter" in backoff) {
+    const { jitter } = backoff;
+    if (typeof jitter === "number" && (jitter < 0 || jitter > 1)) throw new InvalidJobOptionsError("Jitter should be between 0 and 1");
+  }
+}
+
+/** Copies msgpackr's output: it is a view into a buffer the packer reuses for later calls. */
+function pack(value: unknown): Uint8Array {
+  return new Uint8Array(packer.pack(value));
+}
+
+/** KEYS/ARGV for one add; throws `InvalidJobOptionsError` where `Queue.add` would throw. */
+export function buildAddJob(input: AddJobInput): ScriptCall {
+  const opts = normalizeJobOptions(input.defaults ?? {}, input.opts ?? {});
+  validate(opts);
+  const key = (type: string) => queueKey(input.prefix, input.queue, type);
+  const jobId = input.opts?.jobId;
+  // addJobToTransaction's args: [prefixKey, jobId|'', name, timestamp, parentKey,
+  // parentDependenciesKey, parent, repeatJobKey, deduplicationKey, deferParentRelease].
+  const packedArgs = pack([key(""), jobId ?? "", input.name, input.timestamp, null, null, undefined, undefined, null, null]);
+  const argv = [packedArgs, JSON.stringify(input.data === undefined ? {} : input.data), pack(opts)];
+
+  const { delay, priority } = opts;
+  if (typeof delay === "number" && delay > 0) {
+    const keys = ["marker", "meta", "id", "delayed", "completed", "events"].map(key);
+    return { script: addDelayedJobScript, keys, args: argv };
+  }
+  if (priority) {
+    const keys = ["marker", "meta", "id", "prioritized", "delayed", "completed", "active", "events", "pc"].map(key);
+    return { script: addPrioritizedJobScript, keys, args: argv };
+  }
+  const keys = ["wait", "paused", "meta", "id", "completed", "delayed", "active", "events", "marker"].map(key);
+  return { script: addStandardJobScript, keys, args: argv };
+}

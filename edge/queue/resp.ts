@@ -1,0 +1,131 @@
+/**
+ * Minimal RESP2 codec: just what the edge needs to talk to Redis over a raw socket.
+ *
+ * Requests are always arrays of bulk strings (binary-safe: msgpack arguments go out untouched).
+ * Replies are decoded incrementally because a socket delivers arbitrary chunks. Error replies are
+ * returned as `RespError` values, not thrown: in a pipeline one failing command (NOSCRIPT, a
+ * script error) must not hide the replies of the others.
+ */
+
+export type RedisArg = string | Uint8Array;
+export type RedisCommand = readonly RedisArg[];
+
+export class RespError {
+  readonly message: string;
+  constructor(message: string) {
+    this.message = message;
+  }
+  /** The leading upper-case word Redis uses as an error code, e.g. `NOSCRIPT`, `WRONGPASS`. */
+  get code(): string {
+    return this.message.split(" ", 1)[0] ?? "";
+  }
+}
+
+/** Simple and bulk strings both decode to `string` (UTF-8); a null bulk/array to `null`. */
+export type Reply = string | number | null | RespError | Reply[];
+
+const encoder = new TextEncoder();
+const CRLF = encoder.encode("\r\n");
+
+/** Encodes commands back to back into one buffer, so a whole pipeline is one socket write. */
+export function encodeCommands(commands: readonly RedisCommand[]): Uint8Array {
+  const parts: Uint8Array[] = [];
+  let size = 0;
+  const push = (part: Uint8Array) => {
+    parts.push(part);
+    size += part.byteLength;
+  };
+  for (const command of commands) {
+    push(encoder.encode(`*${command.length}\r\n`));
+    for (const arg of command) {
+      const bytes = typeof arg === "string" ? encoder.encode(arg) : arg;
+      push(encoder.encode(`$${bytes.byteLength}\r\n`));
+      push(bytes);
+      push(CRLF);
+    }
+  }
+  const out = new Uint8Array(size);
+  let offset = 0;
+  for (const part of parts) {
+    out.set(part, offset);
+    offset += part.byteLength;
+  }
+  return out;
+}
+
+/** Returned by the parser when the buffer ends mid-reply; distinct from a `null` reply. */
+const INCOMPLETE = Symbol("incomplete");
+type Parsed = { value: Reply; end: number } | typeof INCOMPLETE;
+
+export class RespDecoder {
+  #buffer: Uint8Array = new Uint8Array(0);
+  #offset = 0;
+  readonly #text = new TextDecoder();
+
+  push(chunk: Uint8Array): void {
+    const rest = this.#buffer.subarray(this.#offset);
+    const merged = new Uint8Array(rest.byteLength + chunk.byteLength);
+    merged.set(rest, 0);
+    merged.set(chunk, rest.byteLength);
+    this.#buffer = merged;
+    this.#offset = 0;
+  }
+
+  /** The next complete reply, or `undefined` if more bytes are needed. */
+  next(): Reply | undefined {
+    const parsed = this.#parse(this.#offset);
+    if (parsed === INCOMPLETE) return undefined;
+    this.#offset = parsed.end;
+    return parsed.value;
+  }
+
+  #line(start: number): { text: string; end: number } | typeof INCOMPLETE {
+    for (let i = start; i + 1 < this.#buffer.byteLength; i++) {
+      if (this.#buffer[i] === 13 && this.#buffer[i + 1] === 10) {
+        return { text: this.#text.decode(this.#buffer.subarray(start, i)), end: i + 2 };
+      }
+    }
+    return INCOMPLETE;
+  }
+
+  #parse(start: number): Parsed {
+    if (start >= this.#buffer.byteLength) return INCOMPLETE;
+    const type = this.#buffer[start];
+    const line = this.#line(start + 1);
+    if (line === INCOMPLETE) return INCOMPLETE;
+    switch (type) {
+      case 0x2b: // '+'
+        return { value: line.text, end: line.end };
+      case 0x2d: // '-'
+        return { value: new RespError(line.text), end: line.end };
+      case 0x3a: // ':'
+        return { value: Number(line.text), end: line.end };
+      case 0x24: {
+        // '$': a length-prefixed bulk string; -1 is the null bulk string.
+        const length = Number(line.text);
+        if (length < 0) return { value: null, end: line.end };
+        const end = line.end + length + 2;
+        if (end > this.#buffer.byteLength) return INCOMPLETE;
+        const bytes = this.#buffer.subarray(line.end, line.end + length);
+        return { value: this.#text.decode(bytes), end };
+      }
+      case 0x2a: {
+        // '*': an array of replies; -1 is the null array.
+        const count = Number(line.text);
+        if (count < 0) return { value: null, end: line.end };
+        const items: Reply[] = [];
+        let cursor = line.end;
+        for (let i = 0; i < count; i++) {
+          const item = this.#parse(cursor);
+          if (item === INCOMPLETE) return INCOMPLETE;
+          items.push(item.value);
+          cursor = item.end;
+        }
+        return { value: items, end: cursor };
+      }
+      default:
+        // Not RESP2 (e.g. a RESP3 push after a stray HELLO 3): fail loudly rather than desync.
+        throw new Error(`RESP: unexpected type byte 0x${(type ?? 0).toString(16)}`);
+    }
+  }
+}
