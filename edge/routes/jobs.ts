@@ -1,0 +1,18 @@
+import { Hono } from "hono";
+import { QUEUE_NAMES } from "../../shared/jobs/registry.ts";
+import { ApiError } from "../errors.ts";
+import type { QueueVariables } from "../queue-middleware.ts";
+
+const queues = new Set<string>(QUEUE_NAMES);
+
+export const jobs = new Hono<{ Variables: QueueVariables }>().get("/:queue/:id", async (c) => {
+  const { queue, id } = c.req.param();
+  if (!queues.has(queue)) {
+    throw new ApiError("not_found", `unknown queue "${queue}"; known: ${QUEUE_NAMES.join(", ")}`, { field: "queue" });
+  }
+  // Numeric ids are BullMQ's own and valid here; anything else outside the id alphabet (':' above
+  // all, the key separator) cannot name a job and must not reach a Redis key.
+  const status = /^[\w\-.~]{1,200}$/.test(id) ? await c.var.queue.getJob(queue, id) : null;
+  if (!status) throw new ApiError("not_found", `no job "${id}" on queue "${queue}"`, { field: "id" });
+  return c.json(status);
+});

@@ -1,0 +1,40 @@
+// Shared by the edge's workerd tests: an app wired to the test Redis under a unique key prefix,
+// and a raw connection to inspect what (if anything) reached Redis.
+import { inject } from "vitest";
+import { createApp } from "./app.ts";
+import { sha256Hex } from "./auth.ts";
+import { createProducer } from "./queue/producer.ts";
+import type { Reply } from "./queue/resp.ts";
+import { createSocketTransport } from "./queue/socket-transport.ts";
+
+export const API_KEY = "test-key-0123456789";
+
+export async function testApp(options: { redisUrl?: string } = {}) {
+  const redisUrl = options.redisUrl ?? inject("redisUrl");
+  const prefix = `t${crypto.randomUUID().slice(0, 8)}`;
+  const app = createApp({
+    apiKeyHashes: [await sha256Hex("another-key"), await sha256Hex(API_KEY)],
+    openQueue: () => {
+      const transport = createSocketTransport(redisUrl, { connectTimeoutMs: 500, commandTimeoutMs: 1000 });
+      return { producer: createProducer(transport, { prefix }), close: () => transport.close() };
+    },
+  });
+  /** Runs raw commands on the test Redis (e.g. to list what this test's prefix holds). */
+  async function redis(...commands: string[][]): Promise<Reply[]> {
+    const transport = createSocketTransport(inject("redisUrl"));
+    try {
+      return await transport.pipeline(commands);
+    } finally {
+      await transport.close();
+    }
+  }
+  const keys = async () => ((await redis(["KEYS", `${prefix}:*`]))[0] as string[]).sort();
+  const request = (path: string, init: RequestInit & { json?: unknown } = {}) => {
+    const headers = new Headers(init.headers);
+    if (!headers.has("authorization")) headers.set("authorization", `Bearer ${API_KEY}`);
+    const body = init.json !== undefined ? JSON.stringify(init.json) : init.body;
+    if (init.json !== undefined) headers.set("content-type", "application/json");
+    return app.request(path, { ...init, headers, body });
+  };
+  return { app, prefix, request, redis, keys };
+}

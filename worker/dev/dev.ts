@@ -1,0 +1,116 @@
+// `npm run dev`: the whole system on this machine — Redis, Postgres (migrated), the edge under
+// `wrangler dev` on http://127.0.0.1:8787 and the worker fleet — then prints how to reach each.
+// REDIS_URL / DATABASE_URL, when set, are used instead of starting local servers.
+// Ctrl-C stops everything this script started, in reverse order.
+import { spawn, type ChildProcess } from "node:child_process";
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { sha256Hex } from "../../edge/auth.ts";
+import { migrate } from "../migrate.ts";
+import { freePort, ROOT, secret, startPostgres, startRedis } from "./local-services.ts";
+
+const EDGE_PORT = Number(process.env.EDGE_PORT ?? 8787);
+const dataDir = join(ROOT, ".data/dev");
+const stops: Array<() => Promise<void>> = [];
+const say = (line: string) => console.log(`edgefleet: ${line}`);
+
+async function untilHealthy(url: string, child: ChildProcess, name: string, timeoutMs = 60_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    if (child.exitCode !== null) throw new Error(`${name} exited with code ${child.exitCode}`);
+    const ok = await fetch(url, { signal: AbortSignal.timeout(2000) }).then((r) => r.ok, () => false);
+    if (ok) return;
+    if (Date.now() > deadline) throw new Error(`${name} did not become healthy at ${url}`);
+    await new Promise((r) => setTimeout(r, 250));
+  }
+}
+
+function run(name: string, command: string, args: string[], env: Record<string, string>): ChildProcess {
+  const child = spawn(command, args, { cwd: ROOT, env: { ...process.env, ...env }, stdio: ["ignore", "pipe", "pipe"] });
+  const prefix = (b: Buffer) => b.toString().replace(/\n$/, "").split("\n").map((l) => `[${name}] ${l}`).join("\n");
+  child.stdout?.on("data", (b: Buffer) => console.log(prefix(b)));
+  child.stderr?.on("data", (b: Buffer) => console.error(prefix(b)));
+  stops.push(
+    () =>
+      new Promise<void>((done) => {
+        if (child.exitCode !== null || child.signalCode !== null) return done();
+        child.once("exit", () => done());
+        child.kill("SIGTERM");
+      }),
+  );
+  return child;
+}
+
+/** The local API key, kept across runs so a pasted curl line keeps working. */
+function localApiKey(): string {
+  const file = join(dataDir, "api-key");
+  if (!existsSync(file)) writeFileSync(file, `ef_local_${secret()}\n`, { mode: 0o600 });
+  return readFileSync(file, "utf8").trim();
+}
+
+async function main(): Promise<void> {
+  mkdirSync(dataDir, { recursive: true });
+  let redisUrl = process.env.REDIS_URL;
+  if (!redisUrl) {
+    const redis = await startRedis({ dataDir: join(dataDir, "redis") });
+    stops.push(redis.stop);
+    redisUrl = redis.url;
+  }
+  let databaseUrl = process.env.DATABASE_URL;
+  if (!databaseUrl) {
+    say("starting embedded Postgres …");
+    const pg = await startPostgres({ dataDir: join(dataDir, "postgres"), persistent: true });
+    stops.push(pg.stop);
+    databaseUrl = pg.url;
+  }
+  await migrate(databaseUrl);
+
+  const apiKey = localApiKey();
+  const workerPort = await freePort();
+  const worker = run("worker", process.execPath, ["worker/main.ts"], {
+    REDIS_URL: redisUrl,
+    DATABASE_URL: databaseUrl,
+    PORT: String(workerPort),
+  });
+  const edge = run("edge", "wrangler", [
+    "dev", "--ip", "127.0.0.1", "--port", String(EDGE_PORT), "--show-interactive-dev-session=false",
+    "--var", `REDIS_URL:${redisUrl}`, "--var", `API_KEY_HASHES:${await sha256Hex(apiKey)}`,
+  ], { WRANGLER_SEND_METRICS: "false" });
+
+  const edgeUrl = `http://127.0.0.1:${EDGE_PORT}`;
+  const healthUrl = `http://127.0.0.1:${workerPort}/readyz`;
+  await Promise.all([untilHealthy(`${edgeUrl}/health`, edge, "edge"), untilHealthy(healthUrl, worker, "worker")]);
+
+  const body = JSON.stringify({ name: "user.signed_up", type: "domain", payload: { plan: "pro" } });
+  console.log(`
+edgefleet is running. Ctrl-C stops everything.
+
+  Edge API      ${edgeUrl}
+  Worker health ${healthUrl}
+  Redis         ${redisUrl}
+  Postgres      ${databaseUrl}
+  API key       ${apiKey}
+  Emails        captured locally (no RESEND_API_KEY): see the worker log and table email_messages
+
+Try it:
+  curl -s -X POST ${edgeUrl}/v1/events -H 'Authorization: Bearer ${apiKey}' -H 'Content-Type: application/json' -d '${body}'
+`);
+  await new Promise<void>((done) => {
+    for (const child of [edge, worker]) child.once("exit", () => done());
+    for (const signal of ["SIGINT", "SIGTERM"] as const) process.once(signal, () => done());
+  });
+}
+
+async function shutdown(code: number): Promise<never> {
+  say("stopping …");
+  for (const stop of stops.reverse()) await stop().catch((err: unknown) => console.error(err));
+  process.exit(code);
+}
+
+main().then(
+  () => shutdown(0),
+  (err: unknown) => {
+    console.error(`edgefleet: ${err instanceof Error ? err.message : String(err)}`);
+    return shutdown(1);
+  },
+);
