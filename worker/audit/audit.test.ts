@@ -1,0 +1,116 @@
+import { inArray } from "drizzle-orm";
+import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { auditLogs } from "../../shared/db/audit-logs.ts";
+import { auditContract, type AuditJob } from "../../shared/jobs/audit.ts";
+import type { Database } from "../db.ts";
+import { createEmailHandler } from "../email/handler.ts";
+import { createStripeWebhookHandler } from "../stripe/handler.ts";
+import { memoryLog, settled, startTestFleet, testDb, uniqueId, type TestFleet } from "../testing/fixtures.ts";
+import { createAuditHandler, type AuditHandler } from "./handler.ts";
+
+let database: Database;
+let audit: AuditHandler;
+let t: TestFleet;
+const logs = memoryLog();
+
+beforeAll(() => {
+  database = testDb();
+});
+afterAll(() => database.close());
+afterEach(() => t?.stop());
+
+async function start() {
+  audit = createAuditHandler(database.db, { maxBatch: 100 });
+  t = await startTestFleet(
+    {
+      handlers: {
+        audit: audit.handle,
+        email: createEmailHandler(database.db, { resendApiKey: undefined, resendBaseUrl: undefined, emailFrom: "t@example.com" }),
+        "stripe-webhook": createStripeWebhookHandler(database.db),
+      },
+      scripts: [],
+      log: logs.log,
+    },
+    { queues: ["audit"] },
+  );
+}
+
+function event(overrides: Partial<AuditJob> = {}): AuditJob {
+  return {
+    id: uniqueId("evt"),
+    name: "user.signed_in",
+    type: "domain",
+    occurredAt: "2026-11-23T10:00:00.000Z",
+    accountId: "acct_1",
+    payload: { ip: "203.0.113.9" },
+    ...overrides,
+  };
+}
+
+async function rowsFor(ids: string[]) {
+  return database.db.select().from(auditLogs).where(inArray(auditLogs.eventId, ids));
+}
+
+describe("audit queue", () => {
+  it("writes one audit_logs row for an audit job", async () => {
+    await start();
+    const e = event();
+    const job = await t.add(auditContract, e, { jobId: e.id });
+    expect((await settled(t.queue("audit"), job.id!)).finishedOn).toBeTypeOf("number");
+    const [row] = await rowsFor([e.id]);
+    expect(row).toMatchObject({
+      eventId: e.id,
+      eventName: "user.signed_in",
+      eventType: "domain",
+      accountId: "acct_1",
+      workspaceId: null,
+      payload: { ip: "203.0.113.9" },
+    });
+    expect(row?.occurredAt.toISOString()).toBe("2026-11-23T10:00:00.000Z");
+    const line = logs.lines.find((l) => l.jobId === job.id);
+    expect(line).toMatchObject({ queue: "audit", name: "record-event", attempt: 1, outcome: "completed" });
+    expect(line?.durationMs).toBeTypeOf("number");
+    expect(JSON.stringify(line)).not.toContain("203.0.113.9");
+  });
+
+  it("stores an event delivered twice only once", async () => {
+    await start();
+    const e = event();
+    // Two jobs (e.g. the first was already removed from Redis) carrying the same event id.
+    const a = await t.add(auditContract, e, { jobId: `${e.id}-a` });
+    const b = await t.add(auditContract, e, { jobId: `${e.id}-b` });
+    const [ja, jb] = await Promise.all([settled(t.queue("audit"), a.id!), settled(t.queue("audit"), b.id!)]);
+    expect([ja.finishedOn, jb.finishedOn]).toEqual([expect.any(Number), expect.any(Number)]);
+    expect(await ja.isCompleted()).toBe(true);
+    expect(await jb.isCompleted()).toBe(true);
+    expect(await rowsFor([e.id])).toHaveLength(1);
+  });
+
+  it("batches 200 concurrent audit jobs into far fewer inserts and stores every row", async () => {
+    await start();
+    const events = Array.from({ length: 200 }, () => event());
+    await t.queue("audit").addBulk(
+      events.map((e) => ({ name: auditContract.name, data: e, opts: { jobId: e.id, attempts: 5 } })),
+    );
+    await Promise.all(events.map((e) => settled(t.queue("audit"), e.id)));
+    expect(await rowsFor(events.map((e) => e.id))).toHaveLength(200);
+    expect(audit.batcher.stats.written).toBe(200);
+    expect(audit.batcher.stats.flushes).toBeLessThan(200 / 4);
+    expect(audit.batcher.stats.largestBatch).toBeGreaterThan(1);
+  });
+
+  it("fails an invalid payload at once, without retries", async () => {
+    await start();
+    const job = await t.add(auditContract, { id: uniqueId("bad"), name: "", type: "nope" } as never, {
+      jobId: uniqueId("bad"),
+    });
+    const done = await settled(t.queue("audit"), job.id!);
+    expect(await done.getState()).toBe("failed");
+    expect(done.attemptsMade).toBe(1);
+    expect(done.opts.attempts).toBe(5);
+    expect(done.failedReason).toMatch(/^invalid payload: /);
+    expect(done.failedReason).toContain("name");
+    const line = logs.lines.find((l) => l.jobId === job.id);
+    expect(line).toMatchObject({ outcome: "failed-permanently", errorName: "PermanentError" });
+  });
+});
