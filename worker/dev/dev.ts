@@ -7,6 +7,7 @@ import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { sha256Hex } from "../../edge/auth.ts";
 import { migrate } from "../migrate.ts";
+import { startEdge, stopChild, untilHealthy } from "./edge-process.ts";
 import { freePort, ROOT, secret, startPostgres, startRedis } from "./local-services.ts";
 
 const EDGE_PORT = Number(process.env.EDGE_PORT ?? 8787);
@@ -14,31 +15,16 @@ const dataDir = join(ROOT, ".data/dev");
 const stops: Array<() => Promise<void>> = [];
 const say = (line: string) => console.log(`edgefleet: ${line}`);
 
-async function untilHealthy(url: string, child: ChildProcess, name: string, timeoutMs = 60_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    if (child.exitCode !== null) throw new Error(`${name} exited with code ${child.exitCode}`);
-    const ok = await fetch(url, { signal: AbortSignal.timeout(2000) }).then((r) => r.ok, () => false);
-    if (ok) return;
-    if (Date.now() > deadline) throw new Error(`${name} did not become healthy at ${url}`);
-    await new Promise((r) => setTimeout(r, 250));
-  }
-}
-
 function run(name: string, command: string, args: string[], env: Record<string, string>): ChildProcess {
   const child = spawn(command, args, { cwd: ROOT, env: { ...process.env, ...env }, stdio: ["ignore", "pipe", "pipe"] });
-  const prefix = (b: Buffer) => b.toString().replace(/\n$/, "").split("\n").map((l) => `[${name}] ${l}`).join("\n");
-  child.stdout?.on("data", (b: Buffer) => console.log(prefix(b)));
-  child.stderr?.on("data", (b: Buffer) => console.error(prefix(b)));
-  stops.push(
-    () =>
-      new Promise<void>((done) => {
-        if (child.exitCode !== null || child.signalCode !== null) return done();
-        child.once("exit", () => done());
-        child.kill("SIGTERM");
-      }),
-  );
+  child.stdout?.on("data", (b: Buffer) => console.log(prefixed("worker", b)));
+  child.stderr?.on("data", (b: Buffer) => console.error(prefixed("worker", b)));
+  stops.push(() => stopChild(child));
   return child;
+}
+
+function prefixed(name: string, b: Buffer): string {
+  return b.toString().replace(/\n$/, "").split("\n").map((l) => `[${name}] ${l}`).join("\n");
 }
 
 /** The local API key, kept across runs so a pasted curl line keeps working. */
@@ -72,14 +58,17 @@ async function main(): Promise<void> {
     DATABASE_URL: databaseUrl,
     PORT: String(workerPort),
   });
-  const edge = run("edge", "wrangler", [
-    "dev", "--ip", "127.0.0.1", "--port", String(EDGE_PORT), "--show-interactive-dev-session=false",
-    "--var", `REDIS_URL:${redisUrl}`, "--var", `API_KEY_HASHES:${await sha256Hex(apiKey)}`,
-  ], { WRANGLER_SEND_METRICS: "false" });
-
-  const edgeUrl = `http://127.0.0.1:${EDGE_PORT}`;
   const healthUrl = `http://127.0.0.1:${workerPort}/readyz`;
-  await Promise.all([untilHealthy(`${edgeUrl}/health`, edge, "edge"), untilHealthy(healthUrl, worker, "worker")]);
+  const [edge] = await Promise.all([
+    startEdge({
+      port: EDGE_PORT,
+      vars: { REDIS_URL: redisUrl, API_KEY_HASHES: await sha256Hex(apiKey) },
+      log: (text) => process.stdout.write(prefixed("edge", Buffer.from(text)) + "\n"),
+    }),
+    untilHealthy(healthUrl, worker, "worker"),
+  ]);
+  stops.push(edge.stop);
+  const edgeUrl = edge.url;
 
   const body = JSON.stringify({ name: "user.signed_up", type: "domain", payload: { plan: "pro" } });
   console.log(`
@@ -96,7 +85,7 @@ Try it:
   curl -s -X POST ${edgeUrl}/v1/events -H 'Authorization: Bearer ${apiKey}' -H 'Content-Type: application/json' -d '${body}'
 `);
   await new Promise<void>((done) => {
-    for (const child of [edge, worker]) child.once("exit", () => done());
+    for (const child of [edge.child, worker]) child.once("exit", () => done());
     for (const signal of ["SIGINT", "SIGTERM"] as const) process.once(signal, () => done());
   });
 }
