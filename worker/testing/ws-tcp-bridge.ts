@@ -34,12 +34,13 @@ export async function startWsTcpBridge(): Promise<WsTcpBridge> {
     const upstream = connect(Number(port), host);
     sockets.add(upstream);
     upstream.on("data", (chunk: Buffer) => client.write(frame(0x2, chunk)));
+    // A clean close handshake: a bare TCP reset reads as an error (1006) to the WebSocket client.
     const end = () => {
       upstream.destroy();
-      client.destroy();
+      if (client.writable) client.end(frame(0x8, Buffer.from([0x03, 0xe8])));
     };
     upstream.on("close", end).on("error", end);
-    client.on("close", end).on("error", end);
+    client.on("close", () => upstream.destroy()).on("error", () => upstream.destroy());
 
     let buffered = Buffer.alloc(0);
     client.on("data", (chunk: Buffer) => {
