@@ -7,7 +7,7 @@ import { Queue, Worker, type JobsOptions } from "bullmq";
 import { Redis } from "ioredis";
 import { afterAll, afterEach, beforeAll, describe, expect, inject, it, vi } from "vitest";
 import { z } from "zod";
-import { auditContract } from "../../shared/jobs/audit.ts";
+import { auditContract, type AuditJob } from "../../shared/jobs/audit.ts";
 import { EDGE_SCRIPTS } from "../../shared/jobs/bullmq-scripts.ts";
 import { defineJob, type JobContract, type JobOptions } from "../../shared/jobs/contract.ts";
 import { emailContract } from "../../shared/jobs/email.ts";
@@ -22,7 +22,7 @@ const T = 1_767_225_600_123; // fixed add time for both sides (2026-01-01T00:00:
 // A contract without defaults, to cover BullMQ's own defaults (attempts 0, no backoff, no removal).
 const bareContract = defineJob({ queue: "audit", name: "bare", schema: z.unknown(), defaults: {} });
 
-const auditData = {
+const auditData: AuditJob = {
   id: "evt-1", name: "user.signed_up", type: "domain", occurredAt: "2026-01-01T00:00:00Z", payload: { plan: "pro" },
 };
 
