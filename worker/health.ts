@@ -41,13 +41,25 @@ export async function checkReadiness(checks: Record<string, Check>, timeoutMs: n
         ]);
         return [name, "ok"];
       } catch (err) {
-        return [name, err instanceof Error ? err.message || err.name : String(err)];
+        return [name, describeError(err)];
       } finally {
         clearTimeout(timer);
       }
     }),
   );
   return { ok: entries.every(([, v]) => v === "ok"), checks: Object.fromEntries(entries) };
+}
+
+/**
+ * The innermost cause names the problem: Drizzle wraps driver errors as "Failed query: …", and a
+ * refused connection is an AggregateError with an empty message but a `code`.
+ */
+function describeError(err: unknown): string {
+  let e: unknown = err;
+  while (e instanceof Error && e.cause instanceof Error) e = e.cause;
+  if (!(e instanceof Error)) return String(e);
+  const code = (e as Error & { code?: unknown }).code;
+  return [typeof code === "string" ? code : undefined, e.message || e.name].filter(Boolean).join(": ");
 }
 
 export async function startHealthServer(options: HealthOptions): Promise<HealthServer> {

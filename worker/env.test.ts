@@ -1,0 +1,55 @@
+import { describe, expect, it } from "vitest";
+import { EnvError, parseEnv } from "./env.ts";
+
+const minimal = { REDIS_URL: "redis://:pw@127.0.0.1:6380", DATABASE_URL: "postgres://u:p@127.0.0.1:5433/app" };
+
+describe("parseEnv", () => {
+  it("applies the documented defaults", () => {
+    expect(parseEnv(minimal)).toEqual({
+      redisUrl: "redis://:pw@127.0.0.1:6380",
+      redisCaCertPath: undefined,
+      queuePrefix: "bull",
+      databaseUrl: "postgres://u:p@127.0.0.1:5433/app",
+      databaseDriver: undefined,
+      queues: ["audit", "email", "stripe-webhook"],
+      concurrency: { audit: 10, email: 10, "stripe-webhook": 10 },
+      drainDelaySeconds: 5,
+      stalledIntervalMs: 30_000,
+      auditBatchMax: 500,
+      port: 8080,
+      resendApiKey: undefined,
+      resendBaseUrl: undefined,
+      emailFrom: "edgefleet <onboarding@resend.dev>",
+      emailRatePerSecond: 2,
+      shutdownTimeoutMs: 25_000,
+    });
+  });
+
+  it("reads the queue list and per-queue concurrency overrides", () => {
+    const config = parseEnv({
+      ...minimal,
+      WORKER_QUEUES: "email, stripe-webhook",
+      WORKER_CONCURRENCY: "4",
+      WORKER_CONCURRENCY_STRIPE_WEBHOOK: "1",
+      RESEND_API_KEY: "",
+    });
+    expect(config.queues).toEqual(["email", "stripe-webhook"]);
+    expect(config.concurrency).toEqual({ audit: 4, email: 4, "stripe-webhook": 1 });
+    expect(config.resendApiKey).toBeUndefined();
+  });
+
+  it("lists every problem at once", () => {
+    let error: unknown;
+    try {
+      parseEnv({ REDIS_URL: "http://x", WORKER_QUEUES: "audit,bogus", PORT: "-1", EMAIL_RATE_PER_SECOND: "0" });
+    } catch (err) {
+      error = err;
+    }
+    expect(error).toBeInstanceOf(EnvError);
+    const issues = (error as EnvError).issues.join("\n");
+    for (const name of ["REDIS_URL", "DATABASE_URL", "WORKER_QUEUES", "PORT", "EMAIL_RATE_PER_SECOND"]) {
+      expect(issues).toContain(name);
+    }
+    expect(issues).toContain("bogus");
+  });
+});
