@@ -18,8 +18,10 @@ async function roundTrip(database: Database) {
   const id = `evt_${uniqueId("db").replace("-", "_")}`;
   await database.db.insert(webhookEvents).values({ stripeEventId: id, type: "ping", payload: { n: 1 } });
   const [row] = await database.db.select().from(webhookEvents).where(eq(webhookEvents.stripeEventId, id));
-  const result = await database.db.execute(sql`select 41 + 1 as answer`);
-  return { row, answer: (result.rows[0] as { answer: number } | undefined)?.answer };
+  // `Db` is the driver-neutral PgDatabase, whose raw result type is unknown; both drivers return
+  // node-postgres' result shape.
+  const result = (await database.db.execute(sql`select 41 + 1 as answer`)) as { rows: Array<{ answer: number }> };
+  return { row, answer: result.rows[0]?.answer };
 }
 
 describe("createDb", () => {
