@@ -6,7 +6,8 @@ export type QueueName = "email" | "audit" | "stripe-webhook";
 /** Key prefix shared by producer and workers; BullMQ's own default. Configurable per deployment. */
 export const DEFAULT_QUEUE_PREFIX = "bull";
 
-export type KeepJobs = boolean | number | { age?: number; count?: number; limit?: number };
+/** BullMQ's KeepJobs: true/false, a count, or an age in seconds and/or a count. */
+export type KeepJobs = boolean | number | { age: number; count?: number } | { age?: number; count: number };
 
 /**
  * The subset of BullMQ's JobsOptions the edge producer supports. Field names and meanings are
