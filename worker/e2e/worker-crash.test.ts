@@ -1,0 +1,69 @@
+// A worker process dies (SIGKILL) while Resend holds its request open. BullMQ's stalled-job check
+// hands the job to a new worker process; the email must be recorded once, sent with one key.
+import { QueueEvents } from "bullmq";
+import { eq } from "drizzle-orm";
+import { afterAll, beforeAll, expect, it } from "vitest";
+import { emailMessages } from "../../shared/db/email-messages.ts";
+import type { Database } from "../db.ts";
+import { redisOptions } from "../fleet.ts";
+import { startFakeResend, type FakeResend } from "../testing/fake-resend.ts";
+import { testDb, uniqueId } from "../testing/fixtures.ts";
+import { startStack, type Stack } from "./stack.ts";
+
+/**
+ * BullMQ's default lock is 30 s and the worker has no knob for it, so a crashed worker's job is
+ * recoverable only after its lock lapses: up to 30 s after the last renewal. The stalled check runs
+ * every second here so recovery follows the lapse closely.
+ */
+const RECOVERY_BOUND_MS = 40_000;
+
+let stack: Stack;
+let resend: FakeResend;
+let database: Database;
+let queueEvents: QueueEvents;
+
+beforeAll(async () => {
+  database = testDb();
+  resend = await startFakeResend();
+  stack = await startStack({ fleetEnv: { RESEND_BASE_URL: resend.url, WORKER_STALLED_INTERVAL_MS: "1000" } });
+  queueEvents = new QueueEvents("email", { connection: redisOptions(stack.redisUrl), prefix: stack.prefix });
+  await queueEvents.waitUntilReady();
+});
+
+afterAll(async () => {
+  await queueEvents?.close();
+  await stack?.stop();
+  await resend?.close();
+  await database?.close();
+});
+
+it(
+  "finishes an email whose worker was killed mid-send on a new worker, sending with the same key and storing it once",
+  async () => {
+    const providerId = uniqueId("re_msg");
+    // The first request reaches "Resend" and is held open until after the worker is dead. Resend
+    // then answers a retry with the same Idempotency-Key with the original response (same id).
+    resend.respond(
+      { status: 200, body: { id: providerId }, delayMs: RECOVERY_BOUND_MS + 10_000 },
+      { status: 200, body: { id: providerId } },
+    );
+    const res = await stack.post("/v1/emails", { to: "linus@example.com", subject: "Crash test", text: "hi" });
+    expect(res.status).toBe(202);
+    const { id: jobId } = res.body as { id: string };
+
+    await resend.waitForRequests(1);
+    const job = await stack.queue("email").getJob(jobId);
+    expect(await job?.getState()).toBe("active");
+    await stack.restartFleet(); // SIGKILL, then a fresh `node worker/main.ts`
+
+    await job!.waitUntilFinished(queueEvents, RECOVERY_BOUND_MS);
+    const rows = await database.db.select().from(emailMessages).where(eq(emailMessages.jobId, jobId));
+    expect(rows).toHaveLength(1);
+    // attempts 2: the handler really ran twice, once in each process.
+    expect(rows[0]).toMatchObject({ status: "sent", providerId, attempts: 2 });
+    expect(resend.requests).toHaveLength(2);
+    expect(resend.requests.map((r) => r.headers["idempotency-key"])).toEqual([jobId, jobId]);
+    expect(await stack.queue("email").getJobState(jobId)).toBe("completed");
+  },
+  RECOVERY_BOUND_MS + 10_000,
+);
