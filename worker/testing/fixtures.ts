@@ -39,7 +39,7 @@ export interface TestFleet {
   config: FleetConfig;
   queue(name: QueueName): Queue;
   /** Adds a job with the contract's defaults (plus overrides), as the edge would. */
-  add<C extends JobContract>(contract: C, data: JobInput<C>, opts?: Record<string, unknown>): Promise<Job>;
+  add<C extends JobContract>(contract: C, data: JobInput<C>, opts?: JobsOptions): Promise<Job>;
   stop(): Promise<void>;
 }
 
@@ -50,7 +50,7 @@ export async function startTestFleet(deps: FleetDeps, overrides: Partial<FleetCo
   const queue = (name: QueueName) => {
     let q = queues.get(name);
     if (!q) {
-      q = new Queue(name, { connection: redisOptions(config.redisUrl), prefix: config.queuePrefix });
+      q = new Queue(name, { connection: redisOptions(config.redisUrl, config.redisCaCertPath), prefix: config.queuePrefix });
       queues.set(name, q);
     }
     return q;
@@ -59,19 +59,18 @@ export async function startTestFleet(deps: FleetDeps, overrides: Partial<FleetCo
     fleet,
     config,
     queue,
-    // Cast: shared/jobs/contract.ts's KeepJobs object form is looser than BullMQ's (age optional).
-    add: (contract, data, opts = {}) =>
-      queue(contract.queue).add(contract.name, data, { ...contract.defaults, ...opts } as JobsOptions),
+    add: (contract, data, opts: JobsOptions = {}) =>
+      queue(contract.queue).add(contract.name, data, { ...contract.defaults, ...opts }),
     stop: async () => {
       await fleet.close(5_000);
       await Promise.all([...queues.values()].map((q) => q.close()));
-      await deleteKeys(config.redisUrl, config.queuePrefix);
+      await deleteKeys(config.redisUrl, config.queuePrefix, config.redisCaCertPath);
     },
   };
 }
 
-export async function deleteKeys(redisUrl: string, prefix: string): Promise<void> {
-  const redis = new Redis(redisOptions(redisUrl));
+export async function deleteKeys(redisUrl: string, prefix: string, caCertPath?: string): Promise<void> {
+  const redis = new Redis(redisOptions(redisUrl, caCertPath));
   try {
     let cursor = "0";
     do {

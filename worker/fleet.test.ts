@@ -1,0 +1,81 @@
+import { Redis } from "ioredis";
+import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
+import { EDGE_SCRIPTS } from "../shared/jobs/bullmq-scripts.ts";
+import { auditContract } from "../shared/jobs/audit.ts";
+import { createAuditHandler } from "./audit/handler.ts";
+import type { Database } from "./db.ts";
+import { createEmailHandler } from "./email/handler.ts";
+import { redisOptions } from "./fleet.ts";
+import type { Handler } from "./runner.ts";
+import { createStripeWebhookHandler } from "./stripe/handler.ts";
+import { settled, startTestFleet, testDb, uniqueId } from "./testing/fixtures.ts";
+
+let database: Database;
+beforeAll(() => {
+  database = testDb();
+});
+afterAll(() => database.close());
+
+function handlers(audit: Handler<typeof auditContract>) {
+  return {
+    audit,
+    email: createEmailHandler(database.db, { resendApiKey: undefined, resendBaseUrl: undefined, emailFrom: "a@example.com" }),
+    "stripe-webhook": createStripeWebhookHandler(database.db),
+  };
+}
+
+function auditEvent() {
+  const id = uniqueId("evt");
+  return { id, name: "x", type: "domain" as const, occurredAt: "2026-11-23T10:00:00Z", payload: {} };
+}
+
+describe("startFleet", () => {
+  it("preloads the edge's scripts so their SHA-1s are known to Redis", async () => {
+    const t = await startTestFleet({ handlers: handlers(createAuditHandler(database.db).handle), log: () => {} });
+    const redis = new Redis(redisOptions(inject("redisUrl")));
+    try {
+      const shas = await Promise.all(EDGE_SCRIPTS.map((s) => s.sha1()));
+      expect(await redis.script("EXISTS", ...shas)).toEqual(shas.map(() => 1));
+    } finally {
+      redis.disconnect();
+      await t.stop();
+    }
+  });
+
+  it("drains jobs over rediss:// with a private CA, speaking RESP2", async () => {
+    const t = await startTestFleet(
+      { handlers: handlers(createAuditHandler(database.db).handle), scripts: [], log: () => {} },
+      { redisUrl: inject("redisTlsUrl"), redisCaCertPath: inject("caCertPath"), queues: ["audit"] },
+    );
+    try {
+      const e = auditEvent();
+      await t.add(auditContract, e, { jobId: e.id });
+      expect(await (await settled(t.queue("audit"), e.id)).isCompleted()).toBe(true);
+      // BullMQ names its connections after the prefix; ioredis 6 would otherwise say resp=3.
+      const admin = new Redis(redisOptions(inject("redisUrl")));
+      const list = String(await admin.client("LIST")).split("\n");
+      admin.disconnect();
+      const ours = list.filter((line) => line.includes(`name=${t.config.queuePrefix}`));
+      expect(ours.length).toBeGreaterThan(0);
+      for (const line of ours) expect(line).toMatch(/ resp=2( |$)/);
+    } finally {
+      await t.stop();
+    }
+  });
+
+  it("close() waits for a running job before resolving", async () => {
+    let finished = false;
+    const slow: Handler<typeof auditContract> = async () => {
+      await new Promise((r) => setTimeout(r, 500));
+      finished = true;
+    };
+    const t = await startTestFleet({ handlers: handlers(slow), scripts: [], log: () => {} }, { queues: ["audit"] });
+    const e = auditEvent();
+    await t.add(auditContract, e, { jobId: e.id });
+    while ((await t.queue("audit").getJobState(e.id)) !== "active") await new Promise((r) => setTimeout(r, 10));
+    expect(await t.fleet.close(5_000)).toEqual({ drained: true });
+    expect(finished).toBe(true);
+    expect(await t.queue("audit").getJobState(e.id)).toBe("completed");
+    await t.stop();
+  });
+});
