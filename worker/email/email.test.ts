@@ -7,7 +7,8 @@ import type { Database } from "../db.ts";
 import { createStripeWebhookHandler } from "../stripe/handler.ts";
 import { resendError, startFakeResend, type FakeResend } from "../testing/fake-resend.ts";
 import { memoryLog, settled, startTestFleet, testDb, uniqueId, type TestFleet } from "../testing/fixtures.ts";
-import { createEmailHandler, type EmailSettings } from "./handler.ts";
+import { PermanentError } from "../runner.ts";
+import { createEmailHandler, resendFailure, type EmailSettings } from "./handler.ts";
 
 let database: Database;
 let resend: FakeResend;
@@ -167,5 +168,22 @@ describe("email queue", () => {
     // 5 jobs at 2 per second need at least two full windows after the first two.
     expect(Date.now() - started).toBeGreaterThanOrEqual(1_900);
     expect(resend.requests).toHaveLength(5);
+  });
+});
+
+describe("resendFailure", () => {
+  it.each([
+    [429, "rate_limit_exceeded", false],
+    [409, "concurrent_idempotent_requests", false],
+    [500, "internal_server_error", false],
+    [null, "application_error", false],
+    [422, "validation_error", true],
+    [409, "invalid_idempotent_request", true],
+    [403, "invalid_api_key", true],
+    [404, "not_found", true],
+  ] as const)("status %s %s → permanent: %s", (statusCode, name, permanent) => {
+    const err = resendFailure({ statusCode, name, message: "m" });
+    expect(err instanceof PermanentError).toBe(permanent);
+    expect(err.message).toContain(name);
   });
 });
