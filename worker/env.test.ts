@@ -15,6 +15,7 @@ describe("parseEnv", () => {
       concurrency: { audit: 10, email: 10, "stripe-webhook": 10 },
       drainDelaySeconds: 5,
       stalledIntervalMs: 30_000,
+      lockDurationMs: 30_000,
       auditBatchMax: 500,
       port: 8080,
       resendApiKey: undefined,

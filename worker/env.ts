@@ -64,6 +64,12 @@ const EnvSchema = z.object({
   WORKER_DRAIN_DELAY_SECONDS: positiveInt.default(5),
   /** How often a worker checks for stalled jobs (BullMQ default 30 000 ms); a cost/latency knob. */
   WORKER_STALLED_INTERVAL_MS: positiveInt.default(30_000),
+  /**
+   * How long a running job's lock lasts without renewal (BullMQ default 30 000 ms; renewed every
+   * half of it). A crashed worker's jobs are retried only after it lapses: lower = faster recovery,
+   * but it must outlast any event-loop stall, or a healthy job is taken over and runs twice.
+   */
+  WORKER_LOCK_DURATION_MS: positiveInt.min(1_000).default(30_000),
   /** Max rows one audit insert carries. */
   AUDIT_BATCH_MAX: positiveInt.max(5_000).default(500),
   PORT: z.coerce.number().int().min(0).max(65_535).default(8080),
@@ -89,6 +95,7 @@ export interface WorkerConfig {
   concurrency: Record<QueueName, number>;
   drainDelaySeconds: number;
   stalledIntervalMs: number;
+  lockDurationMs: number;
   auditBatchMax: number;
   port: number;
   resendApiKey: string | undefined;
@@ -134,6 +141,7 @@ export function parseEnv(source: Record<string, string | undefined>): WorkerConf
     concurrency,
     drainDelaySeconds: env.WORKER_DRAIN_DELAY_SECONDS,
     stalledIntervalMs: env.WORKER_STALLED_INTERVAL_MS,
+    lockDurationMs: env.WORKER_LOCK_DURATION_MS,
     auditBatchMax: env.AUDIT_BATCH_MAX,
     port: env.PORT,
     resendApiKey: env.RESEND_API_KEY,

@@ -20,6 +20,7 @@ export type FleetConfig = Pick<
   | "concurrency"
   | "drainDelaySeconds"
   | "stalledIntervalMs"
+  | "lockDurationMs"
   | "emailRatePerSecond"
 >;
 
@@ -105,6 +106,7 @@ export async function startFleet(config: FleetConfig, deps: FleetDeps): Promise<
       // BullMQ takes drainDelay in seconds.
       drainDelay: config.drainDelaySeconds,
       stalledInterval: config.stalledIntervalMs,
+      lockDuration: config.lockDurationMs,
       // Resend allows 2 requests/s per team by default; the limit is per queue, across all
       // workers of the fleet, enforced by BullMQ in Redis.
       ...(queue === "email" ? { limiter: { max: config.emailRatePerSecond, duration: 1000 } } : {}),

@@ -11,11 +11,11 @@ import { testDb, uniqueId } from "../testing/fixtures.ts";
 import { startStack, type Stack } from "./stack.ts";
 
 /**
- * BullMQ's default lock is 30 s and the worker has no knob for it, so a crashed worker's job is
- * recoverable only after its lock lapses: up to 30 s after the last renewal. The stalled check runs
- * every second here so recovery follows the lapse closely.
+ * A crashed worker's job is recoverable once its lock lapses (at most LOCK_MS after the last
+ * renewal); the stalled check runs every second so recovery follows the lapse closely.
  */
-const RECOVERY_BOUND_MS = 40_000;
+const LOCK_MS = 3_000;
+const RECOVERY_BOUND_MS = 15_000;
 
 let stack: Stack;
 let resend: FakeResend;
@@ -25,7 +25,7 @@ let queueEvents: QueueEvents;
 beforeAll(async () => {
   database = testDb();
   resend = await startFakeResend();
-  stack = await startStack({ fleetEnv: { RESEND_BASE_URL: resend.url, WORKER_STALLED_INTERVAL_MS: "1000" } });
+  stack = await startStack({ fleetEnv: { RESEND_BASE_URL: resend.url, WORKER_STALLED_INTERVAL_MS: "1000", WORKER_LOCK_DURATION_MS: String(LOCK_MS) } });
   queueEvents = new QueueEvents("email", { connection: redisOptions(stack.redisUrl), prefix: stack.prefix });
   await queueEvents.waitUntilReady();
 });
@@ -41,12 +41,9 @@ it(
   "finishes an email whose worker was killed mid-send on a new worker, sending with the same key and storing it once",
   async () => {
     const providerId = uniqueId("re_msg");
-    // The first request reaches "Resend" and is held open until after the worker is dead. Resend
-    // then answers a retry with the same Idempotency-Key with the original response (same id).
-    resend.respond(
-      { status: 200, body: { id: providerId }, delayMs: RECOVERY_BOUND_MS + 10_000 },
-      { status: 200, body: { id: providerId } },
-    );
+    // The first request reaches "Resend" and is held open until after the worker is dead; the
+    // fake then answers the retry with the same Idempotency-Key with the original id.
+    resend.respond({ status: 200, body: { id: providerId }, delayMs: RECOVERY_BOUND_MS + 10_000 });
     const res = await stack.post("/v1/emails", { to: "linus@example.com", subject: "Crash test", text: "hi" });
     expect(res.status).toBe(202);
     const { id: jobId } = res.body as { id: string };

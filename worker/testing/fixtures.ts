@@ -29,6 +29,7 @@ export function testFleetConfig(overrides: Partial<FleetConfig> = {}): FleetConf
     concurrency: { audit: 50, email: 5, "stripe-webhook": 5 },
     drainDelaySeconds: 1,
     stalledIntervalMs: 30_000,
+    lockDurationMs: 30_000,
     emailRatePerSecond: 100,
     ...overrides,
   };
