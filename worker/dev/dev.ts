@@ -62,8 +62,13 @@ async function main(): Promise<void> {
   const [edge] = await Promise.all([
     startEdge({
       port: EDGE_PORT,
+      logLevel: "info",
       vars: { REDIS_URL: redisUrl, API_KEY_HASHES: await sha256Hex(apiKey) },
-      log: (text) => process.stdout.write(prefixed("edge", Buffer.from(text)) + "\n"),
+      log: (text) => {
+        // Offline, wrangler cannot fetch the Request.cf sample and says so on every start; harmless.
+        if (/Request\.cf|workers\.cloudflare\.com|GetAddrInfoReqWrap/.test(text)) return;
+        process.stdout.write(prefixed("edge", Buffer.from(text)) + "\n");
+      },
     }),
     untilHealthy(healthUrl, worker, "worker"),
   ]);

@@ -17,6 +17,8 @@ export interface EdgeOptions {
   /** Another entry point than wrangler.toml's `main` (the benchmark's empty Worker). */
   script?: string;
   log?: (line: string) => void;
+  /** wrangler's log level: "info" shows one line per request (npm run dev); default "warn". */
+  logLevel?: "info" | "warn" | "error";
   /** Path that must answer 2xx before the edge counts as up. */
   readyPath?: string;
 }
@@ -46,7 +48,7 @@ export async function startEdge(options: EdgeOptions): Promise<EdgeProcess> {
     "dev", ...(options.script ? [options.script] : []),
     "--config", join(ROOT, "wrangler.toml"),
     "--ip", "127.0.0.1", "--port", String(port), "--inspector-port", String(await freePort()),
-    "--show-interactive-dev-session=false", "--log-level", "warn",
+    "--show-interactive-dev-session=false", "--log-level", options.logLevel ?? "warn",
     ...Object.entries(options.vars).flatMap(([name, value]) => ["--var", `${name}:${value}`]),
   ];
   const child = spawn(join(ROOT, "node_modules/.bin/wrangler"), args, {
