@@ -1,5 +1,5 @@
 import { z } from "zod";
-import { DEFAULT_QUEUE_PREFIX } from "../shared/jobs/contract.ts";
+import { DEFAULT_QUEUE_PREFIX, QUEUE_PREFIX_PATTERN } from "../shared/jobs/contract.ts";
 
 const sha256Hex = /^[0-9a-f]{64}$/;
 
@@ -14,7 +14,7 @@ export const EdgeEnv = z.object({
     .string()
     .transform((value) => value.split(",").map((h) => h.trim().toLowerCase()).filter(Boolean))
     .pipe(z.array(z.string().regex(sha256Hex, "each entry must be a SHA-256 hex digest")).min(1)),
-  QUEUE_PREFIX: z.string().regex(/^[\w-]+$/).default(DEFAULT_QUEUE_PREFIX),
+  QUEUE_PREFIX: z.string().regex(QUEUE_PREFIX_PATTERN, "1–64 of A-Z a-z 0-9 _ . -").default(DEFAULT_QUEUE_PREFIX),
   REDIS_CONNECT_TIMEOUT_MS: z.coerce.number().int().min(100).max(30_000).default(2000),
   REDIS_COMMAND_TIMEOUT_MS: z.coerce.number().int().min(100).max(30_000).default(3000),
 });

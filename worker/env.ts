@@ -1,5 +1,5 @@
 import { z } from "zod";
-import { DEFAULT_QUEUE_PREFIX, type QueueName } from "../shared/jobs/contract.ts";
+import { DEFAULT_QUEUE_PREFIX, QUEUE_PREFIX_PATTERN, type QueueName } from "../shared/jobs/contract.ts";
 import { QUEUE_NAMES } from "../shared/jobs/registry.ts";
 
 /**
@@ -49,7 +49,7 @@ const EnvSchema = z.object({
   REDIS_URL: redisUrl,
   /** PEM file with the CA that signed the Redis server's certificate (private CAs, tests). */
   REDIS_CA_CERT: optionalString,
-  QUEUE_PREFIX: z.string().regex(/^[^:\s]+$/, "no ':' or spaces").default(DEFAULT_QUEUE_PREFIX),
+  QUEUE_PREFIX: z.string().regex(QUEUE_PREFIX_PATTERN, "1–64 of A-Z a-z 0-9 _ . -").default(DEFAULT_QUEUE_PREFIX),
   DATABASE_URL: z.url({ protocol: /^postgres(ql)?$/ }),
   /** Default: "neon" for *.neon.tech hosts, else "pg". */
   DATABASE_DRIVER: z.enum(["pg", "neon"]).optional(),

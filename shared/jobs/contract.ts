@@ -6,6 +6,9 @@ export type QueueName = "email" | "audit" | "stripe-webhook";
 /** Key prefix shared by producer and workers; BullMQ's own default. Configurable per deployment. */
 export const DEFAULT_QUEUE_PREFIX = "bull";
 
+/** What the edge and the fleet both accept as a prefix: no ':' (BullMQ's key separator), no spaces. */
+export const QUEUE_PREFIX_PATTERN = /^[\w.-]{1,64}$/;
+
 /** BullMQ's KeepJobs: true/false, a count, or an age in seconds and/or a count. */
 export type KeepJobs = boolean | number | { age: number; count?: number } | { age?: number; count: number };
 
