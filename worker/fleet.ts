@@ -9,6 +9,7 @@ import type { Db } from "./db.ts";
 import { createEmailHandler } from "./email/handler.ts";
 import type { WorkerConfig } from "./env.ts";
 import { createProcessor, jsonLog, type FleetHandlers, type Log } from "./runner.ts";
+import { checkEvictionPolicy, reconnectDelay } from "./redis-checks.ts";
 import { createStripeWebhookHandler } from "./stripe/handler.ts";
 
 export type FleetConfig = Pick<
@@ -63,7 +64,26 @@ export function redisOptions(url: string, caCertPath?: string) {
     db: Number.isInteger(db) ? db : 0,
     protocol: 2,
     maxRetriesPerRequest: null,
+    // Replaces BullMQ's default (1–20 s, no jitter); see reconnectDelay.
+    retryStrategy: (attempt: number) => reconnectDelay(attempt),
+    // TLS stays verified (Node's default rejectUnauthorized); a private CA is added, never a bypass.
     ...(tls ? { tls: { servername: u.hostname, ...(caCertPath ? { ca: readFileSync(caCertPath) } : {}) } } : {}),
+  } satisfies RedisOptions;
+}
+
+/**
+ * Options for a connection that *adds* jobs (CLIs, scripts, benchmarks): fail fast instead of
+ * waiting out an outage. Commands issued while disconnected reject at once (no offline queue),
+ * a command in flight when the socket drops is retried once, and connecting gives up after
+ * `connectTimeoutMs` — so the caller sees an error and can retry with the same jobId, which BullMQ
+ * dedupes. Never use these for a Worker: its blocking commands need the defaults above.
+ */
+export function producerRedisOptions(url: string, caCertPath?: string, connectTimeoutMs = 5_000) {
+  return {
+    ...redisOptions(url, caCertPath),
+    maxRetriesPerRequest: 1,
+    enableOfflineQueue: false,
+    connectTimeout: connectTimeoutMs,
   } satisfies RedisOptions;
 }
 
@@ -89,6 +109,7 @@ export async function startFleet(config: FleetConfig, deps: FleetDeps): Promise<
   redis.on("error", (err: Error) => log("warn", "redis connection error", { error: err.message }));
   await redis.connect();
   try {
+    await checkEvictionPolicy(redis, log);
     await loadScripts(redis, deps.scripts ?? EDGE_SCRIPTS, log);
   } catch (err) {
     redis.disconnect();
