@@ -7,6 +7,7 @@ import { queueSession, type QueueSession, type QueueVariables } from "./queue-mi
 import { emails } from "./routes/emails.ts";
 import { events } from "./routes/events.ts";
 import { jobs } from "./routes/jobs.ts";
+import { stripeWebhooks } from "./routes/stripe-webhooks.ts";
 
 /** Largest accepted request body: 100 events or one email with a large HTML part fit well inside. */
 export const MAX_BODY_BYTES = 1024 * 1024;
@@ -16,6 +17,8 @@ export interface AppDeps {
   apiKeyHashes: readonly string[];
   /** Opens a Redis session for one request (a Worker socket cannot outlive its request). */
   openQueue: () => QueueSession;
+  /** Stripe webhook signing secrets; empty or absent = webhooks answer 503 (not configured). */
+  stripeWebhookSecrets?: readonly string[];
 }
 
 export function createApp(deps: AppDeps) {
@@ -27,6 +30,9 @@ export function createApp(deps: AppDeps) {
     await c.var.queue.ping();
     return c.json({ status: "ok" });
   });
+
+  // Before the API-key guard: Stripe authenticates with its signature; the route has its own limit.
+  app.route("/webhooks/stripe", stripeWebhooks(deps.stripeWebhookSecrets ?? []));
 
   app.use("/v1/*", apiKeyAuth(deps.apiKeyHashes));
   app.use(

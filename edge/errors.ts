@@ -15,6 +15,8 @@ export const ERROR_STATUS = {
   not_found: 404,
   payload_too_large: 413,
   queue_unavailable: 503,
+  /** A feature's secret is not deployed (e.g. STRIPE_WEBHOOK_SECRET); the sender should retry later. */
+  webhooks_not_configured: 503,
   internal_error: 500,
 } as const satisfies Record<string, ContentfulStatusCode>;
 

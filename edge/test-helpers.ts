@@ -9,11 +9,12 @@ import { createSocketTransport } from "./queue/socket-transport.ts";
 
 export const API_KEY = "test-key-0123456789";
 
-export async function testApp(options: { redisUrl?: string } = {}) {
+export async function testApp(options: { redisUrl?: string; stripeWebhookSecrets?: string[] } = {}) {
   const redisUrl = options.redisUrl ?? inject("redisUrl");
   const prefix = `t${crypto.randomUUID().slice(0, 8)}`;
   const app = createApp({
     apiKeyHashes: [await sha256Hex("another-key"), await sha256Hex(API_KEY)],
+    ...(options.stripeWebhookSecrets ? { stripeWebhookSecrets: options.stripeWebhookSecrets } : {}),
     openQueue: () => {
       const transport = createSocketTransport(redisUrl, { connectTimeoutMs: 500, commandTimeoutMs: 1000 });
       return { producer: createProducer(transport, { prefix }), close: () => transport.close() };

@@ -12,6 +12,7 @@ function appFor(bindings: Record<string, unknown>) {
     const env: EdgeEnv = parseEdgeEnv(bindings);
     const app = createApp({
       apiKeyHashes: env.API_KEY_HASHES,
+      stripeWebhookSecrets: env.STRIPE_WEBHOOK_SECRET,
       openQueue: () => {
         const transport = createSocketTransport(env.REDIS_URL, {
           connectTimeoutMs: env.REDIS_CONNECT_TIMEOUT_MS,
