@@ -1,0 +1,168 @@
+// Phase 1 and 2: enqueue throughput and latency through the edge, an empty Worker (the floor of
+// `wrangler dev` itself) and BullMQ `Queue.add` from Node, measured in interleaved rounds, with
+// the Redis cost of each job and the CPU each process spent.
+import { Queue, type JobsOptions } from "bullmq";
+import type { Redis } from "ioredis";
+import { auditContract } from "../../shared/jobs/audit.ts";
+import { redisOptions } from "../fleet.ts";
+import { closedLoop, httpClient, median, type LoopResult } from "./load.ts";
+import { baseline, emptyCounters, measure, sum, type RedisCounters } from "./redis-stats.ts";
+import { addInto, emptyUsage, startMeter, type Usage } from "./system.ts";
+
+export type TargetName = "edge" | "empty" | "node";
+
+export interface EnqueueSettings {
+  concurrency: number;
+  requests: number;
+  warmup: number;
+  rounds: number;
+  /** Per-request timeout and the bound on one round's wall time. */
+  requestTimeoutMs: number;
+  roundDeadlineMs: number;
+}
+
+export interface EnqueueEnv {
+  redis: Redis;
+  redisUrl: string;
+  redisPid: number;
+  edge: { url: string; pid: number; apiKey: string; prefix: string };
+  empty: { url: string; pid: number };
+  nodePrefix: string;
+  progress: (line: string) => void;
+}
+
+export interface TargetResult {
+  name: TargetName;
+  rounds: LoopResult[];
+  perSecond: number;
+  p50Ms: number;
+  p99Ms: number;
+  ok: number;
+  errors: number;
+  firstError?: string;
+  /** Redis counters over the measured rounds (warm-up excluded). */
+  redis: RedisCounters;
+  /** CPU and run-queue wait per process, and the whole machine's CPU, over the measured rounds. */
+  usage: Usage;
+  /** HTTP connections the client opened during the measured rounds (keep-alive check). */
+  clientConnections?: number;
+  /** Jobs found in the queue's wait list afterwards (accepted requests incl. warm-up). */
+  jobsInRedis?: number;
+  accepted: number;
+}
+
+/** One audit event as a client posts it; the id makes every request a distinct job. */
+export function auditEvent(id: string) {
+  return { id, name: "user.signed_up", type: "domain" as const, accountId: "acct_bench", payload: { plan: "pro", seats: 3 } };
+}
+
+interface Target {
+  name: TargetName;
+  /** Process tree whose CPU is charged to this target (the wrangler dev instance), if any. */
+  pid?: number;
+  send: (id: string) => Promise<void>;
+  newConnections?: () => number;
+  prefix?: string;
+  close: () => Promise<void>;
+}
+
+function targets(env: EnqueueEnv, settings: EnqueueSettings): Target[] {
+  const http = (url: string, headers: Record<string, string>) =>
+    httpClient(
+      { url, headers, expectStatus: 202, timeoutMs: settings.requestTimeoutMs },
+      settings.concurrency,
+    );
+  const edge = http(`${env.edge.url}/v1/events`, { authorization: `Bearer ${env.edge.apiKey}` });
+  const empty = http(`${env.empty.url}/v1/events`, {});
+  const queue = new Queue(auditContract.queue, { connection: redisOptions(env.redisUrl), prefix: env.nodePrefix });
+  // Cast: shared/jobs/contract.ts's KeepJobs object form is looser than BullMQ's (age optional).
+  const opts = auditContract.defaults as JobsOptions;
+  return [
+    {
+      name: "edge",
+      pid: env.edge.pid,
+      send: (id) => edge.sendBody(JSON.stringify(auditEvent(id))),
+      newConnections: edge.takeNewConnections,
+      prefix: env.edge.prefix,
+      close: async () => edge.close(),
+    },
+    {
+      name: "empty",
+      pid: env.empty.pid,
+      send: (id) => empty.sendBody(JSON.stringify(auditEvent(id))),
+      newConnections: empty.takeNewConnections,
+      close: async () => empty.close(),
+    },
+    {
+      name: "node",
+      // The edge stamps occurredAt; Queue.add gets the same final payload and the contract's options.
+      send: async (id) => {
+        await queue.add(auditContract.name, { ...auditEvent(id), occurredAt: new Date().toISOString() }, { ...opts, jobId: id });
+      },
+      prefix: env.nodePrefix,
+      close: () => queue.close(),
+    },
+  ];
+}
+
+export async function runEnqueue(env: EnqueueEnv, settings: EnqueueSettings): Promise<TargetResult[]> {
+  // Before the targets exist: Queue's connection, opened in the background, must not land in it.
+  const base = await baseline(env.redis);
+  const all = targets(env, settings);
+  const results = new Map<TargetName, TargetResult>();
+  try {
+    for (const t of all) {
+      env.progress(`enqueue: warm-up ${t.name} (${settings.warmup} requests)`);
+      const warm = await closedLoop(
+        { concurrency: settings.concurrency, count: settings.warmup, deadlineMs: settings.roundDeadlineMs },
+        (i) => t.send(`w-${t.name}-${i}`),
+      );
+      if (warm.errors > 0) throw new Error(`warm-up of ${t.name} failed ${warm.errors} times: ${warm.firstError}`);
+      t.newConnections?.();
+      results.set(t.name, {
+        name: t.name, rounds: [], perSecond: 0, p50Ms: 0, p99Ms: 0, ok: 0, errors: 0,
+        redis: emptyCounters(), usage: emptyUsage(), accepted: warm.ok,
+        ...(t.newConnections ? { clientConnections: 0 } : {}),
+      });
+    }
+    for (let round = 0; round < settings.rounds; round++) {
+      // Rotate the order so no target always runs first (or right after the heaviest one).
+      const order = all.map((_, i) => all[(i + round) % all.length] as Target);
+      for (const t of order) {
+        const r = results.get(t.name) as TargetResult;
+        const meter = startMeter(
+          [{ pid: env.redisPid, label: "redis" }, ...(t.pid ? [{ pid: t.pid, label: "wrangler dev" }] : [])],
+          t.name === "node" ? "bench (Queue.add)" : "bench (HTTP client)",
+        );
+        const [loop, redis] = await measure(env.redis, base, () =>
+          closedLoop(
+            { concurrency: settings.concurrency, count: settings.requests, deadlineMs: settings.roundDeadlineMs },
+            (i) => t.send(`r${round}-${t.name}-${i}`),
+          ),
+        );
+        addInto(r.usage, meter());
+        r.redis = sum(r.redis, redis);
+        r.rounds.push(loop);
+        r.ok += loop.ok;
+        r.accepted += loop.ok;
+        r.errors += loop.errors;
+        if (loop.firstError && !r.firstError) r.firstError = loop.firstError;
+        if (t.newConnections) r.clientConnections = (r.clientConnections ?? 0) + t.newConnections();
+        env.progress(
+          `enqueue: round ${round + 1}/${settings.rounds} ${t.name.padEnd(5)} ${loop.perSecond.toFixed(0).padStart(6)} req/s  ` +
+            `p50 ${loop.p50Ms.toFixed(2)} ms  p99 ${loop.p99Ms.toFixed(2)} ms  errors ${loop.errors}`,
+        );
+      }
+    }
+    for (const t of all) {
+      const r = results.get(t.name) as TargetResult;
+      r.perSecond = median(r.rounds.map((x) => x.perSecond));
+      r.p50Ms = median(r.rounds.map((x) => x.p50Ms));
+      r.p99Ms = median(r.rounds.map((x) => x.p99Ms));
+      if (t.prefix) r.jobsInRedis = await env.redis.llen(`${t.prefix}:${auditContract.queue}:wait`);
+    }
+  } finally {
+    await Promise.all(all.map((t) => t.close().catch(() => undefined)));
+  }
+  return all.map((t) => results.get(t.name) as TargetResult);
+}
