@@ -12,11 +12,16 @@ import { describe, expect, it } from "vitest";
 const entry = `
   import { createProducer } from "./edge/queue/producer.ts";
   import { createSocketTransport } from "./edge/queue/socket-transport.ts";
-  export default { fetch: () => createProducer(createSocketTransport("redis://127.0.0.1:6379")).ping() };
+  import { createUpstashTransport } from "./edge/queue/upstash-transport.ts";
+  export default {
+    fetch: (request) => createProducer(request.url.startsWith("https:")
+      ? createUpstashTransport("https://example.upstash.io", "token")
+      : createSocketTransport("redis://127.0.0.1:6379")).ping(),
+  };
 `;
 
 describe("edge queue bundle", () => {
-  it("imports nothing but cloudflare:sockets and stays small", async () => {
+  it("imports nothing but cloudflare:sockets and stays small, with both transports", async () => {
     const result = await build({
       stdin: { contents: entry, resolveDir: process.cwd(), loader: "ts" },
       bundle: true,

@@ -3,56 +3,18 @@
  * KEYS/ARGV bytes, same Redis state, and a real BullMQ Worker consumes what it writes. This test is
  * what makes bumping the pinned bullmq version safe.
  */
-import { Queue, Worker, type JobsOptions } from "bullmq";
+import { Worker } from "bullmq";
 import { Redis } from "ioredis";
 import { afterAll, afterEach, beforeAll, describe, expect, inject, it, vi } from "vitest";
-import { z } from "zod";
-import { auditContract, type AuditJob } from "../../shared/jobs/audit.ts";
+import { auditContract } from "../../shared/jobs/audit.ts";
 import { EDGE_SCRIPTS } from "../../shared/jobs/bullmq-scripts.ts";
-import { defineJob, type JobContract, type JobOptions } from "../../shared/jobs/contract.ts";
-import { emailContract } from "../../shared/jobs/email.ts";
+import { addWithBullmq, auditData, bareContract, cases, deleteKeys as deleteKeysIn, T } from "./conformance-cases.test-helper.ts";
 import { buildAddJob, InvalidJobOptionsError } from "./job-args.ts";
 import { createNodeTransport, type NodeTransport } from "./node-transport.test-helper.ts";
 import { createProducer } from "./producer.ts";
 import { snapshotRedis, toBytes, uniquePrefix } from "./redis-state.test-helper.ts";
 
 const redisUrl = inject("redisUrl");
-const T = 1_767_225_600_123; // fixed add time for both sides (2026-01-01T00:00:00.123Z)
-
-// A contract without defaults, to cover BullMQ's own defaults (attempts 0, no backoff, no removal).
-const bareContract = defineJob({ queue: "audit", name: "bare", schema: z.unknown(), defaults: {} });
-
-const auditData: AuditJob = {
-  id: "evt-1", name: "user.signed_up", type: "domain", occurredAt: "2026-01-01T00:00:00Z", payload: { plan: "pro" },
-};
-
-interface Case { title: string; contract: JobContract; data: unknown; opts?: JobOptions }
-const cases: Case[] = [
-  { title: "contract defaults only", contract: auditContract, data: auditData },
-  { title: "no defaults at all (attempts 0)", contract: bareContract, data: { a: 1 } },
-  { title: "undefined data", contract: bareContract, data: undefined },
-  { title: "custom jobId", contract: auditContract, data: auditData, opts: { jobId: "evt-1" } },
-  { title: "attempts with number backoff", contract: bareContract, data: {}, opts: { attempts: 3, backoff: 1500 } },
-  { title: "exponential backoff with jitter", contract: emailContract, data: {}, opts: { backoff: { type: "exponential", delay: 250, jitter: 0.5 } } },
-  { title: "removal as booleans", contract: bareContract, data: {}, opts: { removeOnComplete: true, removeOnFail: false } },
-  { title: "removal as counts", contract: bareContract, data: {}, opts: { removeOnComplete: 10, removeOnFail: 0 } },
-  { title: "removal as {age,count}", contract: emailContract, data: {}, opts: { removeOnComplete: { age: 3600, count: 10 }, removeOnFail: { age: 86_400 } } },
-  { title: "delay", contract: auditContract, data: auditData, opts: { delay: 60_000 } },
-  { title: "priority", contract: auditContract, data: auditData, opts: { priority: 7 } },
-  { title: "delay 0 with priority", contract: bareContract, data: {}, opts: { delay: 0, priority: 2 } },
-  { title: "lifo", contract: auditContract, data: auditData, opts: { lifo: true } },
-  { title: "per-call options override defaults", contract: auditContract, data: auditData, opts: { attempts: 1, removeOnComplete: false, jobId: "x.y~z" } },
-  { title: "unicode payload", contract: bareContract, data: { s: "zoë — 日本語 🚀 \u0000 \u2028", n: [1.5, -0, 1e21] } },
-  { title: "200 KB payload", contract: bareContract, data: { blob: "é".repeat(100_000) } },
-];
-
-/**
- * The contract's `KeepJobs` is looser than bullmq's (`{}` type-checks there, bullmq wants `age` or
- * `count`); the runtime values are identical, so only the type is bridged here.
- */
-function asBullmq(opts: Readonly<JobOptions>): JobsOptions {
-  return { ...opts } as JobsOptions;
-}
 
 let client: Redis;
 const cleanup: Array<() => Promise<unknown>> = [];
@@ -68,25 +30,6 @@ afterAll(async () => {
   await client.quit();
 });
 
-/** Runs `Queue.add` with a frozen clock and returns the EVALSHA command it sent plus the job id. */
-async function addWithBullmq(prefix: string, c: Case): Promise<{ args: unknown[]; id: string | undefined }> {
-  const queue = new Queue(c.contract.queue, { connection: client, prefix, defaultJobOptions: asBullmq(c.contract.defaults) });
-  cleanup.push(() => queue.close());
-  await queue.waitUntilReady();
-  const sent: unknown[][] = [];
-  const original = client.sendCommand.bind(client);
-  vi.spyOn(client, "sendCommand").mockImplementation((command, stream) => {
-    // Copy now: ioredis rewrites args[0] (sha → script body) when it falls back to EVAL.
-    if (command.name === "evalsha") sent.push([...command.args]);
-    return original(command, stream);
-  });
-  vi.spyOn(Date, "now").mockReturnValue(T);
-  const job = await queue.add(c.contract.name, c.data, c.opts && asBullmq(c.opts));
-  vi.restoreAllMocks();
-  expect(sent).toHaveLength(1);
-  return { args: sent[0] ?? [], id: job.id };
-}
-
 function edgeTransport(): NodeTransport {
   const transport = createNodeTransport(redisUrl);
   cleanup.push(() => transport.close());
@@ -99,7 +42,7 @@ describe("edge producer vs bullmq Queue.add", () => {
     const edgePrefix = uniquePrefix("e");
     cleanup.push(() => deleteKeys(bullPrefix), () => deleteKeys(edgePrefix));
 
-    const bull = await addWithBullmq(bullPrefix, c);
+    const bull = await addWithBullmq(client, bullPrefix, c, (close) => cleanup.push(close));
     const call = buildAddJob({
       prefix: bullPrefix, queue: c.contract.queue, name: c.contract.name, data: c.data,
       defaults: c.contract.defaults, opts: c.opts, timestamp: T,
@@ -204,7 +147,6 @@ describe("edge producer with real Redis", () => {
   });
 });
 
-async function deleteKeys(prefix: string): Promise<void> {
-  const keys = await client.keys(`${prefix}:*`);
-  if (keys.length > 0) await client.del(...keys);
+function deleteKeys(prefix: string): Promise<void> {
+  return deleteKeysIn(client, prefix);
 }

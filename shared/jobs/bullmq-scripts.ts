@@ -28,7 +28,7 @@ export interface LuaScript {
   sha1(): Promise<string>;
 }
 
-function defineScript(source: { name: string; content: string; keys: number }): LuaScript {
+export function defineScript(source: { name: string; content: string; keys: number }): LuaScript {
   // Computed on first use and memoised per isolate: hashing 26 KB costs ~0.1 ms, but there is
   // no reason to pay it at module load (Worker start-up time counts) or more than once.
   let sha: Promise<string> | undefined;

@@ -2,7 +2,8 @@
 // Tests isolate themselves with unique queue names / key prefixes, never by sharing state.
 import { join } from "node:path";
 import type { TestProject } from "vitest/node";
-import { ROOT, startPostgres, startRedis, testTls } from "./local-services.ts";
+import { startUpstashStandIn } from "../../edge/queue/upstash-stand-in.test-helper.ts";
+import { ROOT, secret, startPostgres, startRedis, testTls } from "./local-services.ts";
 
 declare module "vitest" {
   export interface ProvidedContext {
@@ -10,6 +11,9 @@ declare module "vitest" {
     redisTlsUrl: string;
     databaseUrl: string;
     caCertPath: string;
+    /** The Upstash REST stand-in over the same Redis (edge/queue/upstash-stand-in.test-helper.ts). */
+    upstashUrl: string;
+    upstashToken: string;
   }
 }
 
@@ -18,6 +22,8 @@ export default async function setup(project: TestProject) {
   const stops: Array<() => Promise<void>> = [];
   const redis = await startRedis({ dataDir: join(dataDir, "redis"), tls: true });
   stops.push(redis.stop);
+  const upstash = await startUpstashStandIn({ redisUrl: process.env.REDIS_URL ?? redis.url, token: secret() });
+  stops.push(upstash.stop);
   let databaseUrl = process.env.DATABASE_URL;
   if (!databaseUrl) {
     const pg = await startPostgres({ dataDir: join(dataDir, "postgres") });
@@ -30,6 +36,8 @@ export default async function setup(project: TestProject) {
   project.provide("redisTlsUrl", redis.tlsUrl ?? "");
   project.provide("databaseUrl", databaseUrl);
   project.provide("caCertPath", testTls().caCert);
+  project.provide("upstashUrl", upstash.url);
+  project.provide("upstashToken", upstash.token);
   return async () => {
     for (const stop of stops.reverse()) await stop();
   };
