@@ -57,13 +57,19 @@ const EnvSchema = z.object({
   WORKER_CONCURRENCY: positiveInt.default(10),
   ...perQueueConcurrency,
   /**
-   * Seconds a worker blocks on Redis waiting for a job while the queue is empty (BullMQ default
-   * 5). Higher = fewer idle commands (Upstash bills per command), same latency for new jobs
-   * because the blocking call returns as soon as one arrives.
+   * Seconds a worker's BZPOPMIN blocks while its queue is empty (BullMQ default 5). Each timeout
+   * costs 2 commands (BZPOPMIN + moveToActive) per queue; a new job wakes the call at once, so this
+   * does not delay pickup. It bounds how long a silently dead blocking connection goes unnoticed
+   * (BullMQ's watchdog fires after drainDelay + 1 s) and must stay below any proxy idle timeout.
+   * Budget: worker/idle-budget.ts.
    */
-  WORKER_DRAIN_DELAY_SECONDS: positiveInt.default(5),
-  /** How often a worker checks for stalled jobs (BullMQ default 30 000 ms); a cost/latency knob. */
-  WORKER_STALLED_INTERVAL_MS: positiveInt.default(30_000),
+  WORKER_DRAIN_DELAY_SECONDS: positiveInt.max(300).default(15),
+  /**
+   * How often each queue's worker runs the stalled-jobs check (BullMQ default 30 000 ms): 1
+   * command per queue per interval. A crashed worker's job is retried after its lock lapses and
+   * at most about two intervals — the cost of a higher value is slower crash recovery.
+   */
+  WORKER_STALLED_INTERVAL_MS: positiveInt.min(1_000).default(60_000),
   /**
    * How long a running job's lock lasts without renewal (BullMQ default 30 000 ms; renewed every
    * half of it). A crashed worker's jobs are retried only after it lapses: lower = faster recovery,

@@ -1,0 +1,107 @@
+// The idle command budget of one worker process, and how to measure it with Redis's own counters.
+// Upstash bills every command a client sends, so a worker that waits for jobs still costs money.
+//
+// What an idle BullMQ 6.7 worker sends, per queue it drains (read from bullmq's worker.js):
+//   - BZPOPMIN on the queue's marker key, blocking up to `drainDelay` s. A new job's marker wakes
+//     it at once, so drainDelay does not delay pickup; when it times out the worker runs the
+//     moveToActive script (EVALSHA) and blocks again: 2 commands per drainDelay.
+//   - the stalled-jobs check (EVALSHA moveStalledJobsToWait) every `stalledInterval` ms.
+//   - lock renewal only for running jobs: nothing while idle.
+import { Redis } from "ioredis";
+import type { QueueName } from "../shared/jobs/contract.ts";
+import { startRedis } from "./dev/local-services.ts";
+import { producerRedisOptions, startFleet, type FleetConfig } from "./fleet.ts";
+import type { FleetHandlers } from "./runner.ts";
+
+/**
+ * Documented budget: client commands per minute that one idle worker process draining all three
+ * built-in queues may send with the shipped defaults (README quotes this constant). The shipped
+ * defaults cost 3 × (2 × 60/15 + 60/60) = 27; BullMQ's own defaults cost 78.
+ */
+export const IDLE_COMMANDS_PER_MINUTE_BUDGET = 30;
+
+/** Commands a client sends itself; anything else seen in commandstats ran inside a Lua script. */
+const CLIENT_COMMANDS = new Set(["bzpopmin", "evalsha", "eval", "auth", "hello", "select", "ping", "client", "info", "quit"]);
+
+export interface IdleSample {
+  windowMs: number;
+  /** Client-sent commands in the window (what Upstash bills), by name. */
+  client: Record<string, number>;
+  clientCommands: number;
+  /** total_commands_processed delta: client commands plus every command run inside scripts. */
+  allCommands: number;
+}
+
+export const perMinute = (count: number, windowMs: number) => (count * 60_000) / windowMs;
+
+async function counters(redis: Redis): Promise<{ total: number; calls: Map<string, number> }> {
+  const text = await redis.info("stats", "commandstats");
+  const calls = new Map<string, number>();
+  for (const m of text.matchAll(/^cmdstat_([^:|]+)(?:\|[^:]+)?:calls=(\d+)/gm)) {
+    const name = m[1] ?? "";
+    calls.set(name, (calls.get(name) ?? 0) + Number(m[2]));
+  }
+  return { total: Number(/^total_commands_processed:(\d+)/m.exec(text)?.[1] ?? Number.NaN), calls };
+}
+
+/** Resolves once every worker sits in a blocking BZPOPMIN, i.e. start-up traffic is over. */
+async function untilBlocked(redis: Redis, workers: number, timeoutMs = 10_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const list = String(await redis.client("LIST"));
+    if ((list.match(/ cmd=bzpopmin /g) ?? []).length >= workers && list.includes(" flags=b ")) return;
+    if (Date.now() > deadline) throw new Error("workers never went idle (no blocked BZPOPMIN)");
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+export type IdleSettings = Pick<FleetConfig, "drainDelaySeconds" | "stalledIntervalMs" | "lockDurationMs"> & {
+  queues?: QueueName[];
+};
+
+/**
+ * Starts a private redis-server (so the counters are this fleet's alone), an idle fleet on it with
+ * the given settings, waits until start-up is over, then counts what Redis processed during
+ * `windowMs`. The two INFO calls and the readiness polling happen outside the window.
+ */
+export async function measureIdle(settings: IdleSettings, windowMs: number, dataDir: string): Promise<IdleSample> {
+  const server = await startRedis({ dataDir });
+  const admin = new Redis(producerRedisOptions(server.url));
+  const queues = settings.queues ?? ["audit", "email", "stripe-webhook"];
+  const noop = async () => {};
+  const handlers: FleetHandlers = { audit: noop, email: noop, "stripe-webhook": noop };
+  const fleet = await startFleet(
+    {
+      redisUrl: server.url,
+      redisCaCertPath: undefined,
+      queuePrefix: "idle",
+      queues,
+      concurrency: { audit: 1, email: 1, "stripe-webhook": 1 },
+      emailRatePerSecond: 2,
+      ...settings,
+    },
+    { handlers, scripts: [], log: () => {} },
+  );
+  try {
+    await untilBlocked(admin, queues.length);
+    const before = await counters(admin);
+    await new Promise((r) => setTimeout(r, windowMs));
+    const after = await counters(admin);
+    const client: Record<string, number> = {};
+    for (const [name, n] of after.calls) {
+      const d = n - (before.calls.get(name) ?? 0) - (name === "info" ? 1 : 0);
+      if (d > 0 && CLIENT_COMMANDS.has(name)) client[name] = d;
+    }
+    return {
+      windowMs,
+      client,
+      clientCommands: Object.values(client).reduce((a, b) => a + b, 0),
+      // The second INFO is counted in `after`; the first one was counted before the window began.
+      allCommands: after.total - before.total - 1,
+    };
+  } finally {
+    await fleet.close(2_000);
+    admin.disconnect();
+    await server.stop();
+  }
+}
