@@ -9,7 +9,11 @@ const sha256Hex = /^[0-9a-f]{64}$/;
  * signing secrets — no database credentials, no provider API keys.
  */
 export const EdgeEnv = z.object({
-  REDIS_URL: z.url({ protocol: /^rediss?$/, error: "must be a redis:// or rediss:// URL" }),
+  /** RESP over cloudflare:sockets (rediss:// = TLS). Exactly one of this or the Upstash pair. */
+  REDIS_URL: z.url({ protocol: /^rediss?$/, error: "must be a redis:// or rediss:// URL" }).optional(),
+  /** Upstash REST over fetch; https:// (http:// only for a local stand-in), with its token. */
+  UPSTASH_REDIS_REST_URL: z.url({ protocol: /^https?$/, error: "must be an https:// URL" }).optional(),
+  UPSTASH_REDIS_REST_TOKEN: z.string().min(1).optional(),
   API_KEY_HASHES: z
     .string()
     .transform((value) => value.split(",").map((h) => h.trim().toLowerCase()).filter(Boolean))
@@ -26,8 +30,42 @@ export const EdgeEnv = z.object({
     .optional()
     .transform((value) => (value ?? "").split(",").map((s) => s.trim()).filter(Boolean))
     .pipe(z.array(z.string().regex(/^whsec_\S+$/, "each entry must be a whsec_… signing secret"))),
+  // `when`: report a missing Redis together with every other problem, not only once the rest parsed.
+}).superRefine(checkRedisChoice, { when: () => true }).transform(({ REDIS_URL, UPSTASH_REDIS_REST_URL, UPSTASH_REDIS_REST_TOKEN, ...rest }) => {
+  const redis: RedisTarget = UPSTASH_REDIS_REST_URL && UPSTASH_REDIS_REST_TOKEN
+    ? { transport: "upstash", url: UPSTASH_REDIS_REST_URL, token: UPSTASH_REDIS_REST_TOKEN }
+    : { transport: "socket", url: REDIS_URL ?? "" };
+  return { ...rest, redis };
 });
-export type EdgeEnv = z.infer<typeof EdgeEnv>;
+export type EdgeEnv = z.output<typeof EdgeEnv>;
+
+/** Which transport reaches Redis; chosen by configuration alone, same routes either way. */
+export type RedisTarget =
+  | { transport: "socket"; url: string }
+  | { transport: "upstash"; url: string; token: string };
+
+function checkRedisChoice(
+  env: { REDIS_URL?: string | undefined; UPSTASH_REDIS_REST_URL?: string | undefined; UPSTASH_REDIS_REST_TOKEN?: string | undefined },
+  ctx: z.RefinementCtx,
+): void {
+  // Runs on partially invalid input too (see `when`), so only strings count as set.
+  const text = (value: unknown) => (typeof value === "string" && value ? value : undefined);
+  const socket = text(env.REDIS_URL);
+  const restUrl = text(env.UPSTASH_REDIS_REST_URL);
+  const token = text(env.UPSTASH_REDIS_REST_TOKEN);
+  const issue = (path: string, message: string) => ctx.addIssue({ code: "custom", path: [path], message });
+  if (socket && (restUrl || token)) {
+    issue("REDIS_URL", "set either REDIS_URL or UPSTASH_REDIS_REST_URL + UPSTASH_REDIS_REST_TOKEN, not both");
+  } else if (!socket && !restUrl && !token) {
+    issue("REDIS_URL", "required (or UPSTASH_REDIS_REST_URL + UPSTASH_REDIS_REST_TOKEN)");
+  }
+  if (restUrl && !token) issue("UPSTASH_REDIS_REST_TOKEN", "required with UPSTASH_REDIS_REST_URL");
+  if (token && !restUrl && !socket) issue("UPSTASH_REDIS_REST_URL", "required with UPSTASH_REDIS_REST_TOKEN");
+  // The bearer token must not cross the network in clear text; plain http only on this machine.
+  if (restUrl?.startsWith("http:") && !/^http:\/\/(127\.0\.0\.1|localhost|\[::1\])[:/]/.test(restUrl)) {
+    issue("UPSTASH_REDIS_REST_URL", "must be https:// (http:// only for localhost)");
+  }
+}
 
 export class ConfigError extends Error {
   constructor(issues: string[]) {

@@ -1,9 +1,12 @@
 // The Worker entry: parse bindings once per isolate, build the app, and give each request its own
-// Redis socket (cloudflare:sockets connections cannot be shared across requests).
+// Redis transport (cloudflare:sockets connections cannot be shared across requests). Which
+// transport is configuration alone: REDIS_URL → RESP over sockets, UPSTASH_REDIS_REST_* → REST.
 import { createApp } from "./app.ts";
 import { parseEdgeEnv, type EdgeEnv } from "./env.ts";
 import { createProducer } from "./queue/producer.ts";
 import { createSocketTransport } from "./queue/socket-transport.ts";
+import type { RedisTransport } from "./queue/transport.ts";
+import { createUpstashTransport } from "./queue/upstash-transport.ts";
 
 let cached: { bindings: unknown; app: ReturnType<typeof createApp> } | undefined;
 
@@ -14,16 +17,27 @@ function appFor(bindings: Record<string, unknown>) {
       apiKeyHashes: env.API_KEY_HASHES,
       stripeWebhookSecrets: env.STRIPE_WEBHOOK_SECRET,
       openQueue: () => {
-        const transport = createSocketTransport(env.REDIS_URL, {
-          connectTimeoutMs: env.REDIS_CONNECT_TIMEOUT_MS,
-          commandTimeoutMs: env.REDIS_COMMAND_TIMEOUT_MS,
-        });
+        const transport = openTransport(env);
         return { producer: createProducer(transport, { prefix: env.QUEUE_PREFIX }), close: () => transport.close() };
       },
     });
     cached = { bindings, app };
   }
   return cached.app;
+}
+
+function openTransport(env: EdgeEnv): RedisTransport {
+  const { redis } = env;
+  if (redis.transport === "upstash") {
+    // One HTTPS request covers connect + command, so it gets both budgets (default 5 s).
+    return createUpstashTransport(redis.url, redis.token, {
+      timeoutMs: env.REDIS_CONNECT_TIMEOUT_MS + env.REDIS_COMMAND_TIMEOUT_MS,
+    });
+  }
+  return createSocketTransport(redis.url, {
+    connectTimeoutMs: env.REDIS_CONNECT_TIMEOUT_MS,
+    commandTimeoutMs: env.REDIS_COMMAND_TIMEOUT_MS,
+  });
 }
 
 export default {
