@@ -6,17 +6,25 @@ import { sha256Hex } from "./auth.ts";
 import { createProducer } from "./queue/producer.ts";
 import type { Reply } from "./queue/resp.ts";
 import { createSocketTransport } from "./queue/socket-transport.ts";
+import type { RedisTransport } from "./queue/transport.ts";
 
 export const API_KEY = "test-key-0123456789";
 
-export async function testApp(options: { redisUrl?: string; stripeWebhookSecrets?: string[] } = {}) {
+export interface TestAppOptions {
+  redisUrl?: string;
+  stripeWebhookSecrets?: string[];
+  /** Another way to reach the test Redis (e.g. Upstash REST); default: a socket to `redisUrl`. */
+  transport?: () => RedisTransport;
+}
+
+export async function testApp(options: TestAppOptions = {}) {
   const redisUrl = options.redisUrl ?? inject("redisUrl");
   const prefix = `t${crypto.randomUUID().slice(0, 8)}`;
   const app = createApp({
     apiKeyHashes: [await sha256Hex("another-key"), await sha256Hex(API_KEY)],
     ...(options.stripeWebhookSecrets ? { stripeWebhookSecrets: options.stripeWebhookSecrets } : {}),
     openQueue: () => {
-      const transport = createSocketTransport(redisUrl, { connectTimeoutMs: 500, commandTimeoutMs: 1000 });
+      const transport = options.transport?.() ?? createSocketTransport(redisUrl, { connectTimeoutMs: 500, commandTimeoutMs: 1000 });
       return { producer: createProducer(transport, { prefix }), close: () => transport.close() };
     },
   });
