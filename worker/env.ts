@@ -85,6 +85,12 @@ const EnvSchema = z.object({
   /** Resend's default team limit is 2 requests/s. */
   EMAIL_RATE_PER_SECOND: positiveInt.default(2),
   /**
+   * Stripe secret API key, for handler side effects that call Stripe (fetching a subscription at
+   * checkout). Optional: without it those calls are skipped with a log line. Worker only — the
+   * edge holds just the webhook signing secret.
+   */
+  STRIPE_SECRET_KEY: optionalString,
+  /**
    * Bound on the graceful drain after SIGTERM. Keep it below Railway's `drainingSeconds` (the
    * platform SIGKILLs after that), leaving a few seconds for closing connections.
    */
@@ -108,6 +114,7 @@ export interface WorkerConfig {
   resendBaseUrl: string | undefined;
   emailFrom: string;
   emailRatePerSecond: number;
+  stripeSecretKey: string | undefined;
   shutdownTimeoutMs: number;
 }
 
@@ -154,6 +161,7 @@ export function parseEnv(source: Record<string, string | undefined>): WorkerConf
     resendBaseUrl: env.RESEND_BASE_URL,
     emailFrom: env.EMAIL_FROM,
     emailRatePerSecond: env.EMAIL_RATE_PER_SECOND,
+    stripeSecretKey: env.STRIPE_SECRET_KEY,
     shutdownTimeoutMs: env.SHUTDOWN_TIMEOUT_MS,
   };
 }

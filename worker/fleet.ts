@@ -10,7 +10,7 @@ import { createEmailHandler } from "./email/handler.ts";
 import type { WorkerConfig } from "./env.ts";
 import { createProcessor, jsonLog, type FleetHandlers, type Log } from "./runner.ts";
 import { checkEvictionPolicy, reconnectDelay } from "./redis-checks.ts";
-import { createStripeWebhookHandler } from "./stripe/handler.ts";
+import { createStripeApi, createStripeWebhookHandler } from "./stripe/handler.ts";
 
 export type FleetConfig = Pick<
   WorkerConfig,
@@ -90,12 +90,13 @@ export function producerRedisOptions(url: string, caCertPath?: string, connectTi
 /** The production handler set, sharing one database handle. */
 export function createHandlers(
   db: Db,
-  config: Pick<WorkerConfig, "auditBatchMax" | "resendApiKey" | "resendBaseUrl" | "emailFrom">,
+  config: Pick<WorkerConfig, "auditBatchMax" | "resendApiKey" | "resendBaseUrl" | "emailFrom"> &
+    Partial<Pick<WorkerConfig, "stripeSecretKey">>,
 ): FleetHandlers {
   return {
     audit: createAuditHandler(db, { maxBatch: config.auditBatchMax }).handle,
     email: createEmailHandler(db, config),
-    "stripe-webhook": createStripeWebhookHandler(db),
+    "stripe-webhook": createStripeWebhookHandler(db, { stripe: createStripeApi(config.stripeSecretKey) }),
   };
 }
 

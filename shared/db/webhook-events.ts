@@ -1,13 +1,23 @@
-import { integer, jsonb, pgTable, text, timestamp } from "drizzle-orm/pg-core";
+import { index, integer, jsonb, pgTable, text, timestamp } from "drizzle-orm/pg-core";
 
 /** Every Stripe event received, stored once; status PENDING → PROCESSED | FAILED. */
-export const webhookEvents = pgTable("webhook_events", {
-  stripeEventId: text("stripe_event_id").primaryKey(),
-  type: text("type").notNull(),
-  status: text("status", { enum: ["PENDING", "PROCESSED", "FAILED"] }).notNull().default("PENDING"),
-  payload: jsonb("payload").$type<Record<string, unknown>>().notNull(),
-  error: text("error"),
-  attempts: integer("attempts").notNull().default(0),
-  receivedAt: timestamp("received_at", { withTimezone: true, mode: "date" }).notNull().defaultNow(),
-  processedAt: timestamp("processed_at", { withTimezone: true, mode: "date" }),
-});
+export const webhookEvents = pgTable(
+  "webhook_events",
+  {
+    stripeEventId: text("stripe_event_id").primaryKey(),
+    type: text("type").notNull(),
+    status: text("status", { enum: ["PENDING", "PROCESSED", "FAILED"] }).notNull().default("PENDING"),
+    payload: jsonb("payload").$type<Record<string, unknown>>().notNull(),
+    error: text("error"),
+    attempts: integer("attempts").notNull().default(0),
+    receivedAt: timestamp("received_at", { withTimezone: true, mode: "date" }).notNull().defaultNow(),
+    processedAt: timestamp("processed_at", { withTimezone: true, mode: "date" }),
+    /** What processing did: "applied", "stale" (a newer event already wrote the object), "ignored". */
+    outcome: text("outcome"),
+    /** Operator replays (`npm run stripe:replay`): how many, and the latest. */
+    replayCount: integer("replay_count").notNull().default(0),
+    replayedAt: timestamp("replayed_at", { withTimezone: true, mode: "date" }),
+  },
+  // The operator's "list failed events" query.
+  (t) => [index("webhook_events_status_idx").on(t.status)],
+);

@@ -67,6 +67,8 @@ export interface StackOptions {
   redisUrl?: string;
   /** Extra worker env (RESEND_BASE_URL, WORKER_STALLED_INTERVAL_MS, …). */
   fleetEnv?: Record<string, string>;
+  /** Extra edge bindings (STRIPE_WEBHOOK_SECRET, …). */
+  edgeVars?: Record<string, string>;
 }
 
 export async function startStack(options: StackOptions = {}): Promise<Stack> {
@@ -87,7 +89,7 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
   let edgeLog = "";
   const [edge, fleet] = await Promise.all([
     startEdge({
-      vars: { REDIS_URL: redisUrl, API_KEY_HASHES: await sha256Hex(apiKey), QUEUE_PREFIX: prefix },
+      vars: { REDIS_URL: redisUrl, API_KEY_HASHES: await sha256Hex(apiKey), QUEUE_PREFIX: prefix, ...options.edgeVars },
       log: (line) => (edgeLog += line),
     }).catch((err: unknown) => {
       throw new Error(`${err instanceof Error ? err.message : String(err)}\n${edgeLog}`);

@@ -153,3 +153,20 @@ export async function signedDelivery(
   });
   return { body, signature };
 }
+
+/** Posts one signed delivery of `event` to an edge, as Stripe would; returns status and JSON body. */
+export async function deliver(
+  edgeUrl: string,
+  event: JsonObject,
+  secret: string,
+): Promise<{ status: number; body: unknown }> {
+  const { body, signature } = await signedDelivery(event, secret);
+  const res = await fetch(`${edgeUrl}/webhooks/stripe`, {
+    method: "POST",
+    headers: { "content-type": "application/json; charset=utf-8", "stripe-signature": signature, "user-agent": "Stripe/1.0 (+https://stripe.com/docs/webhooks)" },
+    body,
+    signal: AbortSignal.timeout(15_000),
+  });
+  const text = await res.text();
+  return { status: res.status, body: text ? (JSON.parse(text) as unknown) : null };
+}

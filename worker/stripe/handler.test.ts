@@ -1,15 +1,18 @@
 import { eq } from "drizzle-orm";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { stripeSubscriptions } from "../../shared/db/stripe-subscriptions.ts";
 import { webhookEvents } from "../../shared/db/webhook-events.ts";
-import { stripeWebhookContract, type StripeWebhookJob } from "../../shared/jobs/stripe-webhook.ts";
+import { StripeWebhookJob, stripeWebhookContract } from "../../shared/jobs/stripe-webhook.ts";
 import { createAuditHandler } from "../audit/handler.ts";
 import type { Database } from "../db.ts";
 import { createEmailHandler } from "../email/handler.ts";
-import { settled, startTestFleet, testDb, uniqueId, type TestFleet } from "../testing/fixtures.ts";
+import { memoryLog, settled, startTestFleet, testDb, type TestFleet } from "../testing/fixtures.ts";
+import { customerLifecycle, lifecycleIds, sampleEvent, type StripeEventFixture } from "./fixtures.ts";
 import { createStripeWebhookHandler } from "./handler.ts";
 
 let database: Database;
 let t: TestFleet;
+const logs = memoryLog();
 beforeAll(async () => {
   database = testDb();
   t = await startTestFleet(
@@ -20,7 +23,7 @@ beforeAll(async () => {
         "stripe-webhook": createStripeWebhookHandler(database.db),
       },
       scripts: [],
-      log: () => {},
+      log: logs.log,
     },
     { queues: ["stripe-webhook"] },
   );
@@ -30,26 +33,58 @@ afterAll(async () => {
   await database.close();
 });
 
-describe("stripe-webhook queue", () => {
-  it("stores an event once and marks it PROCESSED, even when delivered twice", async () => {
-    const id = `evt_${uniqueId("s").replace("-", "")}`;
-    const event: StripeWebhookJob = {
-      id,
-      type: "invoice.paid",
-      created: 1_763_900_000,
-      livemode: false,
-      event: { id, object: "event", type: "invoice.paid" },
-    };
-    const first = await t.add(stripeWebhookContract, event, { jobId: id });
-    await settled(t.queue("stripe-webhook"), first.id!);
-    const again = await t.add(stripeWebhookContract, event, { jobId: `${id}-again` });
-    await settled(t.queue("stripe-webhook"), again.id!);
+function job(event: StripeEventFixture): StripeWebhookJob {
+  // Parsing (as the runner does) also checks the fixture is JSON the contract accepts.
+  return StripeWebhookJob.parse({ id: event.id, type: event.type, created: event.created, livemode: false, event });
+}
 
-    const rows = await database.db.select().from(webhookEvents).where(eq(webhookEvents.stripeEventId, id));
-    expect(rows).toHaveLength(1);
-    expect(rows[0]).toMatchObject({ type: "invoice.paid", status: "PROCESSED", attempts: 1, error: null, payload: event.event });
-    expect(rows[0]?.processedAt).toBeInstanceOf(Date);
-    expect(await again.getState()).toBe("completed");
-    expect(await t.queue("stripe-webhook").getJob(again.id!).then((j) => j?.returnvalue)).toEqual({ status: "already-processed" });
+async function run(event: StripeEventFixture, jobId = event.id, opts: { attempts?: number } = {}) {
+  const added = await t.add(stripeWebhookContract, job(event), { jobId, ...opts });
+  return settled(t.queue("stripe-webhook"), added.id!);
+}
+
+async function eventRow(id: string) {
+  return (await database.db.select().from(webhookEvents).where(eq(webhookEvents.stripeEventId, id)))[0];
+}
+
+describe("stripe-webhook queue", () => {
+  it("stores an event once and marks it PROCESSED, even when a second job carries it", async () => {
+    const event = sampleEvent("invoice.paid");
+    await run(event);
+    const again = await run(event, `${event.id}.again`);
+    expect(await eventRow(event.id)).toMatchObject({ type: "invoice.paid", status: "PROCESSED", outcome: "applied", attempts: 1, error: null, payload: event });
+    expect(again.returnvalue).toEqual({ status: "already-processed" });
+  });
+
+  it("does not let an older subscription event overwrite a newer one", async () => {
+    const events = customerLifecycle(lifecycleIds(1_790_000_000));
+    const [newer, older] = [events[5]!, events[3]!]; // updated → past_due, then the earlier update
+    await run(newer);
+    const stale = await run(older);
+    expect(stale.returnvalue).toEqual({ status: "processed", outcome: "stale" });
+    const [sub] = await database.db.select().from(stripeSubscriptions).where(eq(stripeSubscriptions.lastEventId, newer.id));
+    expect(sub).toMatchObject({ status: "past_due", quantity: 2, lastEventCreated: newer.created });
+    expect(await eventRow(older.id)).toMatchObject({ status: "PROCESSED", outcome: "stale" });
+  });
+
+  it("stores an unknown event type as PROCESSED with no side effects", async () => {
+    const event = sampleEvent("customer.tax_id.created");
+    expect((await run(event)).returnvalue).toEqual({ status: "processed", outcome: "ignored" });
+    expect(await eventRow(event.id)).toMatchObject({ status: "PROCESSED", outcome: "ignored" });
+  });
+
+  it("marks an event FAILED with the error when its object cannot be applied", async () => {
+    const event = { ...sampleEvent("customer.subscription.updated"), data: { object: { id: "sub_broken" } } };
+    const settledJob = await run(event, event.id, { attempts: 3 });
+    expect(settledJob.failedReason).toMatch(/data\.object/);
+    // Permanent: not retried, FAILED after the first attempt.
+    expect(await eventRow(event.id)).toMatchObject({ status: "FAILED", attempts: 1, error: expect.stringMatching(/customer/) });
+  });
+
+  it("skips the Stripe API call at checkout with a log line when no secret key is configured", async () => {
+    const [checkout] = customerLifecycle(lifecycleIds());
+    await run(checkout!);
+    const line = logs.lines.find((l) => l.msg === "STRIPE_SECRET_KEY not set; skipping subscription fetch" && l.eventId === checkout!.id);
+    expect(line).toMatchObject({ level: "info", subscriptionId: (checkout!.data.object as { subscription: string }).subscription });
   });
 });

@@ -1,19 +1,32 @@
 import { and, eq, ne, sql } from "drizzle-orm";
+import Stripe from "stripe";
 import { webhookEvents } from "../../shared/db/webhook-events.ts";
-import type { stripeWebhookContract } from "../../shared/jobs/stripe-webhook.ts";
+import type { StripeWebhookJob, stripeWebhookContract } from "../../shared/jobs/stripe-webhook.ts";
 import type { Db } from "../db.ts";
-import type { Handler } from "../runner.ts";
+import { PermanentError, type Handler, type Log } from "../runner.ts";
+import { applyEvent, applySubscription, checkoutSubscriptionId, Subscription, type Outcome } from "./apply.ts";
+
+/** The Stripe API calls a handler may make; a fake in tests, the SDK in production. */
+export interface StripeApi {
+  retrieveSubscription(id: string): Promise<unknown>;
+}
+
+/** The SDK behind `StripeApi`, when STRIPE_SECRET_KEY is set (worker only; the edge never has it). */
+export function createStripeApi(secretKey: string | undefined): StripeApi | undefined {
+  if (!secretKey) return undefined;
+  const stripe = new Stripe(secretKey, { maxNetworkRetries: 2, timeout: 10_000 });
+  return { retrieveSubscription: (id) => stripe.subscriptions.retrieve(id) };
+}
 
 /**
- * Stores each Stripe event once (primary key = Stripe's event id), counting attempts, and moves it
- * PENDING → PROCESSED. Stripe redelivers and BullMQ is at-least-once, so a second run of a
- * PROCESSED event changes nothing.
- *
- * Not yet: acting on the event (and the "older event must not overwrite newer state" rule of
- * DESIGN §5) — that lands with the processing issue, between the two statements below.
+ * Stores each Stripe event once (primary key = Stripe's event id), counting attempts, then applies
+ * it and marks it PROCESSED in one transaction — so a crash anywhere before the commit leaves the
+ * event PENDING and the retry applies it from scratch; a crash after it finds it PROCESSED and
+ * does nothing. The last attempt (or a permanent error) leaves it FAILED with the error, for
+ * `npm run stripe:replay`. Ordering and per-object serialisation live in apply.ts.
  */
-export function createStripeWebhookHandler(db: Db): Handler<typeof stripeWebhookContract> {
-  return async (event) => {
+export function createStripeWebhookHandler(db: Db, deps: { stripe?: StripeApi | undefined } = {}): Handler<typeof stripeWebhookContract> {
+  return async (event, ctx) => {
     const [row] = await db
       .insert(webhookEvents)
       .values({ stripeEventId: event.id, type: event.type, payload: event.event, status: "PENDING", attempts: 1 })
@@ -25,10 +38,42 @@ export function createStripeWebhookHandler(db: Db): Handler<typeof stripeWebhook
       .returning({ attempts: webhookEvents.attempts });
     if (!row) return { status: "already-processed" as const };
 
-    await db
-      .update(webhookEvents)
-      .set({ status: "PROCESSED", processedAt: sql`now()`, error: null })
-      .where(and(eq(webhookEvents.stripeEventId, event.id), ne(webhookEvents.status, "PROCESSED")));
-    return { status: "processed" as const };
+    try {
+      // Network calls happen before the transaction, so no row lock is held across them.
+      const fetched = await fetchCheckoutSubscription(event, deps.stripe, ctx.log);
+      const outcome = await db.transaction(async (tx): Promise<Outcome> => {
+        const result = await applyEvent(tx, event);
+        // The subscription as Stripe has it now, versioned as the checkout event (rank 0): any
+        // subscription event from that second on replaces it.
+        if (fetched) await applySubscription(tx, event, fetched);
+        await tx
+          .update(webhookEvents)
+          .set({ status: "PROCESSED", processedAt: sql`now()`, error: null, outcome: result })
+          .where(eq(webhookEvents.stripeEventId, event.id));
+        return result;
+      });
+      return { status: "processed" as const, outcome };
+    } catch (err) {
+      const final = ctx.isFinalAttempt || err instanceof PermanentError;
+      const message = (err instanceof Error ? err.message : String(err)).slice(0, 2000);
+      await db
+        .update(webhookEvents)
+        .set({ status: final ? "FAILED" : "PENDING", error: message })
+        .where(and(eq(webhookEvents.stripeEventId, event.id), ne(webhookEvents.status, "PROCESSED")))
+        .catch(() => undefined); // the original error is the one worth reporting
+      throw err;
+    }
   };
+}
+
+async function fetchCheckoutSubscription(event: StripeWebhookJob, stripe: StripeApi | undefined, log: Log) {
+  const subscriptionId = checkoutSubscriptionId(event);
+  if (!subscriptionId) return undefined;
+  if (!stripe) {
+    log("info", "STRIPE_SECRET_KEY not set; skipping subscription fetch", { eventId: event.id, subscriptionId });
+    return undefined;
+  }
+  const parsed = Subscription.safeParse(await stripe.retrieveSubscription(subscriptionId));
+  if (!parsed.success) throw new PermanentError(`subscription ${subscriptionId} from the Stripe API did not parse`);
+  return parsed.data;
 }
