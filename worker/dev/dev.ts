@@ -7,6 +7,7 @@ import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { sha256Hex } from "../../edge/auth.ts";
 import { migrate } from "../migrate.ts";
+import { LOCAL_SECRET_FILE } from "../stripe/send.ts";
 import { startEdge, stopChild, untilHealthy } from "./edge-process.ts";
 import { freePort, ROOT, secret, startPostgres, startRedis } from "./local-services.ts";
 
@@ -34,6 +35,12 @@ function localApiKey(): string {
   return readFileSync(file, "utf8").trim();
 }
 
+/** The local Stripe webhook signing secret; `npm run stripe:send` signs with the same file. */
+function localWebhookSecret(): string {
+  if (!existsSync(LOCAL_SECRET_FILE)) writeFileSync(LOCAL_SECRET_FILE, `whsec_local_${secret()}\n`, { mode: 0o600 });
+  return readFileSync(LOCAL_SECRET_FILE, "utf8").trim();
+}
+
 async function main(): Promise<void> {
   mkdirSync(dataDir, { recursive: true });
   let redisUrl = process.env.REDIS_URL;
@@ -52,6 +59,7 @@ async function main(): Promise<void> {
   await migrate(databaseUrl);
 
   const apiKey = localApiKey();
+  const webhookSecret = localWebhookSecret();
   const workerPort = await freePort();
   const worker = run("worker", process.execPath, ["worker/main.ts"], {
     REDIS_URL: redisUrl,
@@ -63,7 +71,7 @@ async function main(): Promise<void> {
     startEdge({
       port: EDGE_PORT,
       logLevel: "info",
-      vars: { REDIS_URL: redisUrl, API_KEY_HASHES: await sha256Hex(apiKey) },
+      vars: { REDIS_URL: redisUrl, API_KEY_HASHES: await sha256Hex(apiKey), STRIPE_WEBHOOK_SECRET: webhookSecret },
       log: (text) => {
         // Offline, wrangler cannot fetch the Request.cf sample and says so on every start; harmless.
         if (/Request\.cf|workers\.cloudflare\.com|GetAddrInfoReqWrap/.test(text)) return;
@@ -84,10 +92,12 @@ edgefleet is running. Ctrl-C stops everything.
   Redis         ${redisUrl}
   Postgres      ${databaseUrl}
   API key       ${apiKey}
+  Stripe        webhook secret ${webhookSecret} (POST ${edgeUrl}/webhooks/stripe)
   Emails        captured locally (no RESEND_API_KEY): see the worker log and table email_messages
 
 Try it:
   curl -s -X POST ${edgeUrl}/v1/events -H 'Authorization: Bearer ${apiKey}' -H 'Content-Type: application/json' -d '${body}'
+  npm run stripe:send -- customer.subscription.created
 `);
   await new Promise<void>((done) => {
     for (const child of [edge.child, worker]) child.once("exit", () => done());

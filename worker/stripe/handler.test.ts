@@ -9,6 +9,7 @@ import { createEmailHandler } from "../email/handler.ts";
 import { memoryLog, settled, startTestFleet, testDb, type TestFleet } from "../testing/fixtures.ts";
 import { customerLifecycle, lifecycleIds, sampleEvent, type StripeEventFixture } from "./fixtures.ts";
 import { createStripeWebhookHandler } from "./handler.ts";
+import { replayEvent } from "./replay.ts";
 
 let database: Database;
 let t: TestFleet;
@@ -86,5 +87,18 @@ describe("stripe-webhook queue", () => {
     await run(checkout!);
     const line = logs.lines.find((l) => l.msg === "STRIPE_SECRET_KEY not set; skipping subscription fetch" && l.eventId === checkout!.id);
     expect(line).toMatchObject({ level: "info", subscriptionId: (checkout!.data.object as { subscription: string }).subscription });
+  });
+
+  it("replays a FAILED event as a new job, records the replay and ends PROCESSED", async () => {
+    const event = sampleEvent("invoice.payment_failed");
+    await run(event);
+    // As if every attempt had failed (e.g. the database was down for all five).
+    await database.db.update(webhookEvents).set({ status: "FAILED", error: "boom" }).where(eq(webhookEvents.stripeEventId, event.id));
+    const jobId = await replayEvent(database.db, t.queue("stripe-webhook"), event.id);
+    expect(jobId).toBe(`${event.id}.replay-1`);
+    await settled(t.queue("stripe-webhook"), jobId!);
+    expect(await eventRow(event.id)).toMatchObject({ status: "PROCESSED", error: null, replayCount: 1, attempts: 2 });
+    expect((await eventRow(event.id))?.replayedAt).toBeInstanceOf(Date);
+    expect(await replayEvent(database.db, t.queue("stripe-webhook"), "evt_unknown")).toBeUndefined();
   });
 });
