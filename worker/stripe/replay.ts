@@ -12,7 +12,7 @@ import { webhookEvents } from "../../shared/db/webhook-events.ts";
 import { StripeWebhookJob, stripeWebhookContract } from "../../shared/jobs/stripe-webhook.ts";
 import { createDb, type Db } from "../db.ts";
 import { EnvError, parseEnv } from "../env.ts";
-import { redisOptions } from "../fleet.ts";
+import { producerRedisOptions } from "../fleet.ts";
 
 async function listFailed(db: Db) {
   return db
@@ -45,7 +45,7 @@ async function main(args: string[]): Promise<number> {
   }
   const config = parseEnv(process.env);
   const database = createDb(config.databaseUrl, { driver: config.databaseDriver, max: 2 });
-  const queue = new Queue(stripeWebhookContract.queue, { connection: redisOptions(config.redisUrl, config.redisCaCertPath), prefix: config.queuePrefix });
+  const queue = new Queue(stripeWebhookContract.queue, { connection: producerRedisOptions(config.redisUrl, config.redisCaCertPath), prefix: config.queuePrefix });
   try {
     const failed = target.startsWith("--") ? await listFailed(database.db) : [];
     if (target === "--list") {
