@@ -33,7 +33,14 @@ describe("migrate", () => {
         const tables = await client.query<{ table_name: string }>(
           "select table_name from information_schema.tables where table_schema = 'public' order by 1",
         );
-        expect(tables.rows.map((r) => r.table_name)).toEqual(["audit_logs", "email_messages", "webhook_events"]);
+        expect(tables.rows.map((r) => r.table_name)).toEqual([
+          "audit_logs",
+          "email_messages",
+          "stripe_customers",
+          "stripe_invoices",
+          "stripe_subscriptions",
+          "webhook_events",
+        ]);
         const applied = await client.query("select hash from drizzle.__drizzle_migrations");
         const journalEntries = (await import("../drizzle/meta/_journal.json", { with: { type: "json" } })).default.entries;
         expect(applied.rowCount).toBe(journalEntries.length);
