@@ -46,29 +46,25 @@ export function createDb(url: string, options: CreateDbOptions = {}): Database {
   const driver = pickDriver(url, options.driver);
   const max = options.max ?? 10;
 
+  let db: Db;
+  let pool: { end(): Promise<void> };
   if (driver === "neon") {
     // Node 22+ has a global WebSocket, so no `webSocketConstructor`. The driver coalesces writes
     // with setTimeout(0), which in Node costs ≥1 ms per round trip (measured, DESIGN §4); sending
     // each write at once is cheaper on a long-lived server process.
     neonConfig.coalesceWrites = false;
     if (options.neon) Object.assign(neonConfig, options.neon);
-    const pool = new NeonPool({ connectionString: url, max });
+    const neonPool = new NeonPool({ connectionString: url, max });
     // An idle client's socket error is emitted on the pool; unhandled it would crash the process.
-    pool.on("error", (err: Error) => logPoolError(driver, err));
-    const db: Db = drizzleNeon({ client: pool });
-    return {
-      db,
-      driver,
-      ping: async () => {
-        await db.execute(sql`select 1`);
-      },
-      close: () => pool.end(),
-    };
+    neonPool.on("error", (err: Error) => logPoolError(driver, err));
+    db = drizzleNeon({ client: neonPool });
+    pool = neonPool;
+  } else {
+    const pgPool = new pg.Pool({ connectionString: url, max, connectionTimeoutMillis: 5_000 });
+    pgPool.on("error", (err) => logPoolError(driver, err));
+    db = drizzlePg({ client: pgPool });
+    pool = pgPool;
   }
-
-  const pool = new pg.Pool({ connectionString: url, max, connectionTimeoutMillis: 5_000 });
-  pool.on("error", (err) => logPoolError(driver, err));
-  const db: Db = drizzlePg({ client: pool });
   return {
     db,
     driver,
