@@ -24,8 +24,11 @@ fi
 # Install (or refresh) dependencies when node_modules is missing or older than the lockfile.
 stamp="$root/node_modules/.package-lock.json"
 if [ ! -f "$stamp" ] || [ "$root/package-lock.json" -nt "$stamp" ]; then
-  echo "edgefleet: installing dependencies (npm ci) ..." >&2
-  (cd "$root" && npm ci --no-audit --no-fund --loglevel=error >&2)
+  echo "edgefleet: installing dependencies ..." >&2
+  # `npm install`, not `npm ci`: it installs exactly the lockfile's versions too, but tolerates a
+  # lockfile without entries for other platforms' optional binaries (workerd, msgpackr-extract),
+  # which registries that don't carry them leave out — `npm ci` refuses such a lockfile.
+  (cd "$root" && npm install --no-audit --no-fund --loglevel=error >&2)
 fi
 
 export PATH="$root/node_modules/.bin:$PATH"
