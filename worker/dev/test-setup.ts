@@ -1,5 +1,6 @@
 // vitest globalSetup: one Redis (plain TCP and TLS) and one Postgres for the whole run, migrated.
 // Tests isolate themselves with unique queue names / key prefixes, never by sharing state.
+import { rmSync } from "node:fs";
 import { join } from "node:path";
 import type { TestProject } from "vitest/node";
 import { startUpstashStandIn } from "../../edge/queue/upstash-stand-in.test-helper.ts";
@@ -40,5 +41,8 @@ export default async function setup(project: TestProject) {
   project.provide("upstashToken", upstash.token);
   return async () => {
     for (const stop of stops.reverse()) await stop();
+    // Every test's own Redis/Postgres data lives under .data/test (AOF files of stopped servers);
+    // nothing there outlives the run.
+    rmSync(join(ROOT, ".data/test"), { recursive: true, force: true });
   };
 }
