@@ -1,6 +1,8 @@
-// `npm run bench`: enqueue through the edge vs an empty Worker vs Node `Queue.add`, the Redis
-// cost per job, and the fleet's drain rate vs a no-op Worker — all on private Redis/Postgres
-// started here, measured side by side in one run, printed as markdown. `--help` lists the flags.
+// `npm run bench`: enqueue through the edge vs an empty Worker vs Node `Queue.add` (with two probe
+// Workers that explain the edge/empty gap), the Redis cost per job, the edge's two transports, the
+// fleet's drain rate vs a no-op Worker, Stripe webhooks end to end, and the Redis command budget
+// per job and per idle minute — all on private Redis/Postgres started here, in one run, printed as
+// one markdown report. `--help` lists the flags; each section can be skipped.
 // Every server and child process it starts is stopped on exit, error or Ctrl-C.
 import { execFile } from "node:child_process";
 import { readFileSync, rmSync } from "node:fs";
@@ -16,10 +18,13 @@ import { startEdge, type EdgeProcess } from "../dev/edge-process.ts";
 import { ROOT, secret, startPostgres, startRedis } from "../dev/local-services.ts";
 import { redisOptions } from "../fleet.ts";
 import { migrate } from "../migrate.ts";
-import { runDrain, type DrainResult } from "./drain.ts";
-import { runEnqueue, type EnqueueSettings, type TargetResult } from "./enqueue.ts";
-import { formatReport } from "./report.ts";
+import { measureIdleSettings, measureJobs } from "./commands.ts";
+import { runDrain } from "./drain.ts";
+import { runEnqueue, type EnqueueSettings } from "./enqueue.ts";
+import { formatReport, type ReportInput } from "./report.ts";
+import { benchStripe, type StripeBenchSettings } from "./stripe.ts";
 import { childPids, machineInfo } from "./system.ts";
+import { benchTransports } from "./transports.ts";
 
 const HELP = `npm run bench -- [flags]      (each flag also reads BENCH_<NAME>, e.g. BENCH_CONCURRENCY=50)
   --concurrency N        HTTP / Queue.add lanes                   (25)
@@ -29,8 +34,12 @@ const HELP = `npm run bench -- [flags]      (each flag also reads BENCH_<NAME>, 
   --drain-jobs N         audit jobs per drain run                 (20000; quick 3000)
   --drain-concurrency N  fleet and no-op worker concurrency       (100)
   --drain-rounds N       interleaved drain rounds                 (3; quick 1)
-  --quick                smaller defaults (about a minute)
-  --skip-enqueue / --skip-drain
+  --transport-requests N enqueues per edge transport              (2000; quick 500)
+  --stripe-lifecycles N  Stripe customer lifecycles, 7 events each (300; quick 50)
+  --commands-jobs N      jobs per queue for the command count     (300; quick 50)
+  --idle-seconds N       idle command-count window                (120; quick 30)
+  --quick                smaller defaults (about 2.5 minutes instead of about 8)
+  --skip-enqueue / --skip-transports / --skip-drain / --skip-stripe / --skip-commands
   --verbose              pass wrangler / redis / postgres output through`;
 
 const count = (max: number) => z.coerce.number().int().positive().max(max).optional();
@@ -43,13 +52,20 @@ const Flags = z.object({
   "drain-jobs": count(1_000_000),
   "drain-concurrency": count(5000),
   "drain-rounds": count(20),
+  "transport-requests": count(1_000_000),
+  "stripe-lifecycles": count(100_000),
+  "commands-jobs": count(100_000),
+  "idle-seconds": count(3600),
   "skip-enqueue": z.boolean().default(false),
+  "skip-transports": z.boolean().default(false),
   "skip-drain": z.boolean().default(false),
+  "skip-stripe": z.boolean().default(false),
+  "skip-commands": z.boolean().default(false),
   verbose: z.boolean().default(false),
   help: z.boolean().default(false),
 });
 
-const BOOLEAN_FLAGS = new Set(["quick", "skip-enqueue", "skip-drain", "verbose", "help"]);
+const BOOLEAN_FLAGS = new Set(["quick", "skip-enqueue", "skip-transports", "skip-drain", "skip-stripe", "skip-commands", "verbose", "help"]);
 
 function parseFlags() {
   const { values } = parseArgs({
@@ -74,13 +90,14 @@ function parseFlags() {
   }
   const f = parsed.data;
   const q = f.quick;
+  const concurrency = f.concurrency ?? 25;
   return {
     help: f.help,
     verbose: f.verbose,
     enqueue: f["skip-enqueue"]
       ? undefined
       : ({
-          concurrency: f.concurrency ?? 25,
+          concurrency,
           requests: f.requests ?? (q ? 500 : 3000),
           warmup: f.warmup ?? (q ? 100 : 300),
           rounds: f.rounds ?? (q ? 2 : 3),
@@ -96,6 +113,18 @@ function parseFlags() {
           auditBatchMax: 500,
           deadlineMs: 180_000,
         },
+    transports: f["skip-transports"] ? undefined : { requests: f["transport-requests"] ?? (q ? 500 : 2000), concurrency },
+    stripe: f["skip-stripe"]
+      ? undefined
+      : ({
+          lifecycles: f["stripe-lifecycles"] ?? (q ? 50 : 300),
+          concurrency,
+          workerConcurrency: 20,
+          deadlineMs: 120_000,
+        } satisfies StripeBenchSettings),
+    commands: f["skip-commands"]
+      ? undefined
+      : { jobs: f["commands-jobs"] ?? (q ? 50 : 300), idleWindowMs: (f["idle-seconds"] ?? (q ? 30 : 120)) * 1000 },
   };
 }
 
@@ -156,7 +185,7 @@ async function main(): Promise<void> {
   stops.push({ name: "data folder", stop: async () => rmSync(runDir, { recursive: true, force: true }) });
 
   const machine = machineInfo();
-  progress("starting Redis, PostgreSQL and two wrangler dev instances …");
+  progress("starting Redis, PostgreSQL and the wrangler dev instances …");
   const redisServer = await startRedis({ dataDir: join(runDir, "redis"), ...(options.verbose ? { log: log("redis") } : {}) });
   stops.push({ name: "redis", stop: redisServer.stop });
   // A spare connection for INFO snapshots, SCRIPT LOAD, polling; the workloads never use it.
@@ -164,6 +193,7 @@ async function main(): Promise<void> {
   await redis.connect();
   stops.push({ name: "redis client", stop: () => redis.quit() });
   // What the fleet does at start-up in production, so the edge's EVALSHA hits from the first request.
+  // FLUSHDB between sections leaves the script cache alone.
   for (const script of EDGE_SCRIPTS) await redis.script("LOAD", script.content);
   const server = await redis.info("server");
   const redisVersion = /^redis_version:(\S+)/m.exec(server)?.[1] ?? "unknown";
@@ -173,48 +203,66 @@ async function main(): Promise<void> {
   const edgePrefix = "bench-edge";
   const pgDir = join(runDir, "postgres");
   const track = (name: string) => (edge: EdgeProcess) => (stops.push({ name, stop: edge.stop }), edge);
-  const [edgeScript, emptyScript] = options.enqueue
-    ? await Promise.all([bundleWorker(undefined, join(runDir, "edge")), bundleWorker("worker/bench/empty-worker.ts", join(runDir, "empty"))])
-    : [undefined, undefined];
-  const [pg, edge, empty] = await Promise.all([
-    options.drain
+  // The edge serves the enqueue and Stripe sections; the empty Worker and the probes only enqueue.
+  const bundle = (entry: string | undefined, dir: string, wanted: unknown) =>
+    wanted ? bundleWorker(entry, join(runDir, dir)) : Promise.resolve(undefined);
+  const [edgeScript, emptyScript, openScript, pingScript] = await Promise.all([
+    bundle(undefined, "edge", options.enqueue ?? options.stripe),
+    bundle("worker/bench/empty-worker.ts", "empty", options.enqueue),
+    bundle("worker/bench/socket-open-worker.ts", "socket-open", options.enqueue),
+    bundle("worker/bench/socket-ping-worker.ts", "socket-ping", options.enqueue),
+  ]);
+  const probe = (name: string, script: string | undefined, vars: Record<string, string>) =>
+    script ? startEdge({ vars, script, readyPath: "/", log: log(name) }).then(track(name)) : undefined;
+  const [pg, edge, empty, socketOpen, socketPing] = await Promise.all([
+    options.drain || options.stripe
       ? startPostgres({ dataDir: pgDir, ...(options.verbose ? { log: log("postgres") } : {}) }).then((s) => (stops.push({ name: "postgres", stop: s.stop }), s))
       : undefined,
-    edgeScript
+    options.enqueue && edgeScript
       ? startEdge({
           script: edgeScript,
           vars: { REDIS_URL: redisServer.url, API_KEY_HASHES: await sha256Hex(apiKey), QUEUE_PREFIX: edgePrefix },
           log: log("edge"),
         }).then(track("edge"))
       : undefined,
-    emptyScript
-      ? startEdge({ vars: {}, script: emptyScript, readyPath: "/", log: log("empty") }).then(track("empty worker"))
-      : undefined,
+    probe("empty worker", emptyScript, {}),
+    probe("socket-open worker", openScript, { REDIS_URL: redisServer.url }),
+    probe("socket-ping worker", pingScript, { REDIS_URL: redisServer.url }),
   ]);
+  const report: Omit<ReportInput, "machine" | "totalSeconds"> = {};
 
-  let enqueue: { settings: EnqueueSettings; results: TargetResult[] } | undefined;
-  if (options.enqueue && edge && empty) {
+  if (options.enqueue && edge && empty && socketOpen && socketPing) {
+    const at = (p: EdgeProcess) => ({ url: p.url, pid: p.child.pid ?? 0 });
     const results = await runEnqueue(
       {
         redis,
         redisUrl: redisServer.url,
         redisPid,
-        edge: { url: edge.url, pid: edge.child.pid ?? 0, apiKey, prefix: edgePrefix },
-        empty: { url: empty.url, pid: empty.child.pid ?? 0 },
+        edge: { ...at(edge), apiKey, prefix: edgePrefix },
+        empty: at(empty),
+        socketOpen: at(socketOpen),
+        socketPing: at(socketPing),
         nodePrefix: "bench-node",
         progress,
       },
       options.enqueue,
     );
-    enqueue = { settings: options.enqueue, results };
-    // The wrangler instances would only add noise to the drain phase.
-    await Promise.all([edge.stop(), empty.stop()]);
+    report.enqueue = { settings: options.enqueue, results };
+    // The wrangler instances would only add noise to the later sections.
+    await Promise.all([edge.stop(), empty.stop(), socketOpen.stop(), socketPing.stop()]);
     await redis.flushdb();
   }
 
-  let drain: { jobs: number; concurrency: number; rounds: number; result: DrainResult } | undefined;
+  if (options.transports) {
+    progress(`transports: RESP vs REST, ${options.transports.requests} enqueues each …`);
+    const results = await benchTransports({ redisUrl: redisServer.url, prefix: "bench-transport", ...options.transports });
+    for (const r of results) progress(`transports: ${r.transport.padEnd(4)} ${r.perSecond.toFixed(0).padStart(6)} jobs/s  p50 ${r.p50Ms.toFixed(2)} ms  errors ${r.errors}`);
+    report.transports = { ...options.transports, results };
+    await redis.flushdb();
+  }
+
   let postgresVersion = "–";
-  if (options.drain && pg) {
+  if (pg) {
     await migrate(pg.url);
     const database = createDb(pg.url);
     stops.push({ name: "database pool", stop: () => database.close() });
@@ -223,19 +271,39 @@ async function main(): Promise<void> {
       rows: Array<{ v: string }>;
     };
     postgresVersion = version.rows[0]?.v.split(" ")[0] ?? "unknown";
-    const postgresPid = Number(readFileSync(join(pgDir, "postmaster.pid"), "utf8").split("\n")[0]) || undefined;
-    const result = await runDrain(
-      { redis, redisUrl: redisServer.url, redisPid, postgresPid, database, progress },
-      options.drain,
-    );
-    drain = { jobs: options.drain.jobs, concurrency: options.drain.concurrency, rounds: options.drain.rounds, result };
+
+    if (options.drain) {
+      const postgresPid = Number(readFileSync(join(pgDir, "postmaster.pid"), "utf8").split("\n")[0]) || undefined;
+      const result = await runDrain(
+        { redis, redisUrl: redisServer.url, redisPid, postgresPid, database, progress },
+        options.drain,
+      );
+      report.drain = { jobs: options.drain.jobs, concurrency: options.drain.concurrency, rounds: options.drain.rounds, result };
+    }
+
+    if (options.stripe && edgeScript) {
+      const s = options.stripe;
+      progress(`stripe: ${s.lifecycles} lifecycles (${s.lifecycles * 7 * 2} deliveries) through a fresh edge and fleet …`);
+      const result = await benchStripe({ redisUrl: redisServer.url, database, script: edgeScript, log: log("stripe edge") }, s);
+      progress(`stripe: ${result.acceptedPerSecond} deliveries/s accepted, ${result.eventsPerSecond} events/s processed, ` +
+        `${result.rows}/${result.events} rows, ${result.non200} non-200`);
+      report.stripe = { settings: s, result };
+      await redis.flushdb();
+    }
+  }
+
+  if (options.commands) {
+    const { jobs, idleWindowMs } = options.commands;
+    progress(`commands: ${jobs} jobs per queue, and idle workers for ${idleWindowMs / 1000} s, on their own Redis/PostgreSQL …`);
+    const dir = join(runDir, "commands");
+    const [jobCosts, idle] = await Promise.all([measureJobs(jobs, join(dir, "jobs")), measureIdleSettings(idleWindowMs, join(dir, "idle"))]);
+    report.commands = { jobs: jobCosts, idle };
   }
 
   console.log(
     formatReport({
       machine: { ...machine, redis: redisVersion, postgres: postgresVersion },
-      ...(enqueue ? { enqueue } : {}),
-      ...(drain ? { drain } : {}),
+      ...report,
       totalSeconds: (performance.now() - started) / 1000,
     }),
   );

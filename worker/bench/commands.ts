@@ -1,7 +1,7 @@
 // What Redis work costs in commands (Upstash bills per command): per job end to end for each
 // built-in queue, and per idle minute for one worker process, measured with Redis's own counters
 // (INFO commandstats / total_commands_processed) on private servers started here.
-// Run alone: `node worker/bench/commands.ts` (about 2.5 minutes); `measureCommands()` for npm run bench.
+// Run alone: `node worker/bench/commands.ts` (about 2.5 minutes); bench.ts calls `measureJobs` and `measureIdleSettings`.
 import { join } from "node:path";
 import { Redis } from "ioredis";
 import { createNodeTransport } from "../../edge/queue/node-transport.test-helper.ts";
@@ -44,8 +44,7 @@ async function stats(redis: Redis) {
  * job), each processed by the real fleet before the next: the low-volume case, where every job
  * wakes an idle worker. Commands of the measuring connection (two INFO) are subtracted.
  */
-export async function measureJobs(jobs = 300): Promise<JobCost[]> {
-  const dir = join(ROOT, ".data/bench-commands", String(process.pid));
+export async function measureJobs(jobs = 300, dir = join(ROOT, ".data/bench-commands", String(process.pid))): Promise<JobCost[]> {
   const redisServer = await startRedis({ dataDir: join(dir, "redis") });
   const pg = await startPostgres({ dataDir: join(dir, "postgres") });
   await migrate(pg.url);
@@ -96,7 +95,7 @@ export async function measureJobs(jobs = 300): Promise<JobCost[]> {
 }
 
 /** One idle worker process with all three queues, measured side by side on private servers. */
-export async function measureIdleSettings(windowMs = 120_000): Promise<IdleCost[]> {
+export async function measureIdleSettings(windowMs = 120_000, dir = join(ROOT, ".data/bench-commands", `idle-${process.pid}`)): Promise<IdleCost[]> {
   const shipped = parseEnv({ REDIS_URL: "redis://127.0.0.1:1", DATABASE_URL: "postgres://u:p@127.0.0.1:1/db" });
   const rows: Array<[string, IdleSettings]> = [
     ["BullMQ defaults (drainDelay 5 s, stalled 30 s)", { drainDelaySeconds: 5, stalledIntervalMs: 30_000, lockDurationMs: 30_000 }],
@@ -104,7 +103,6 @@ export async function measureIdleSettings(windowMs = 120_000): Promise<IdleCost[
       { drainDelaySeconds: shipped.drainDelaySeconds, stalledIntervalMs: shipped.stalledIntervalMs, lockDurationMs: shipped.lockDurationMs }],
     ["economy (drainDelay 60 s, stalled 120 s)", { drainDelaySeconds: 60, stalledIntervalMs: 120_000, lockDurationMs: 30_000 }],
   ];
-  const dir = join(ROOT, ".data/bench-commands", `idle-${process.pid}`);
   return Promise.all(rows.map(async ([label, settings], i) => {
     const s = await measureIdle(settings, windowMs, join(dir, String(i)));
     return {

@@ -9,6 +9,7 @@ import { auditLogs } from "../../shared/db/audit-logs.ts";
 import { auditContract } from "../../shared/jobs/audit.ts";
 import { createAuditHandler } from "../audit/handler.ts";
 import type { Database } from "../db.ts";
+import { parseEnv } from "../env.ts";
 import { createHandlers, redisOptions, startFleet, type FleetConfig } from "../fleet.ts";
 import type { Log } from "../runner.ts";
 import { auditEvent } from "./enqueue.ts";
@@ -54,13 +55,18 @@ export interface DrainRun {
 export interface DrainResult {
   runs: DrainRun[];
   perSecond: Record<Consumer, number>;
+  /** The worker settings both consumers ran with (the fleet's defaults). */
+  workerSettings: { drainDelaySeconds: number; stalledIntervalMs: number; lockDurationMs: number };
 }
 
 const ADD_BULK_CHUNK = 1000;
 const POLL_MS = 10;
-// Same settings the fleet gets from its defaults (WORKER_DRAIN_DELAY_SECONDS, WORKER_STALLED_INTERVAL_MS).
-const DRAIN_DELAY_SECONDS = 5;
-const STALLED_INTERVAL_MS = 30_000;
+/**
+ * The fleet's shipped defaults (WORKER_DRAIN_DELAY_SECONDS, WORKER_STALLED_INTERVAL_MS,
+ * WORKER_LOCK_DURATION_MS), taken from the env parser itself so the benchmark follows them when
+ * they change. Both consumers get them. The URLs only satisfy the schema; nothing connects to them.
+ */
+const FLEET_DEFAULTS = parseEnv({ REDIS_URL: "redis://127.0.0.1:6379", DATABASE_URL: "postgres://bench@127.0.0.1:5432/bench" });
 
 /** Writes what jsonLog writes, to /dev/null: the fleet pays for formatting and a write per job, the terminal stays readable. */
 function devNullLog(): { log: Log; close: () => void } {
@@ -131,9 +137,9 @@ async function drainOnce(env: DrainEnv, settings: DrainSettings, consumer: Consu
       queuePrefix: prefix,
       queues: [auditContract.queue],
       concurrency: { audit: settings.concurrency, email: 1, "stripe-webhook": 1 },
-      drainDelaySeconds: DRAIN_DELAY_SECONDS,
-      stalledIntervalMs: STALLED_INTERVAL_MS,
-      lockDurationMs: 30_000,
+      drainDelaySeconds: FLEET_DEFAULTS.drainDelaySeconds,
+      stalledIntervalMs: FLEET_DEFAULTS.stalledIntervalMs,
+      lockDurationMs: FLEET_DEFAULTS.lockDurationMs,
       emailRatePerSecond: 2,
     };
     const audit = createAuditHandler(env.database.db, { maxBatch: settings.auditBatchMax });
@@ -151,8 +157,9 @@ async function drainOnce(env: DrainEnv, settings: DrainSettings, consumer: Consu
       connection: redisOptions(env.redisUrl),
       prefix,
       concurrency: settings.concurrency,
-      drainDelay: DRAIN_DELAY_SECONDS,
-      stalledInterval: STALLED_INTERVAL_MS,
+      drainDelay: FLEET_DEFAULTS.drainDelaySeconds,
+      stalledInterval: FLEET_DEFAULTS.stalledIntervalMs,
+      lockDuration: FLEET_DEFAULTS.lockDurationMs,
     };
     const worker = new Worker(auditContract.queue, async () => undefined, options);
     // Attached in the same tick as the constructor, so no completion can be missed.
@@ -204,7 +211,8 @@ export async function runDrain(env: DrainEnv, settings: DrainSettings): Promise<
     }
   }
   const rate = (c: Consumer) => median(runs.filter((r) => r.consumer === c).map((r) => r.perSecond));
-  return { runs, perSecond: { fleet: rate("fleet"), noop: rate("noop") } };
+  const { drainDelaySeconds, stalledIntervalMs, lockDurationMs } = FLEET_DEFAULTS;
+  return { runs, perSecond: { fleet: rate("fleet"), noop: rate("noop") }, workerSettings: { drainDelaySeconds, stalledIntervalMs, lockDurationMs } };
 }
 
 export function sumUsage(runs: readonly DrainRun[]): Usage {

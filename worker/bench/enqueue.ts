@@ -1,6 +1,8 @@
 // Phase 1 and 2: enqueue throughput and latency through the edge, an empty Worker (the floor of
 // `wrangler dev` itself) and BullMQ `Queue.add` from Node, measured in interleaved rounds, with
-// the Redis cost of each job and the CPU each process spent.
+// the Redis cost of each job and the CPU each process spent. Two probe Workers between the empty
+// one and the edge (socket-open-worker.ts, socket-ping-worker.ts) split the edge/empty gap into
+// its steps: opening the per-request socket, one AUTH + PING round trip, and the app itself.
 import { Queue, type JobsOptions } from "bullmq";
 import type { Redis } from "ioredis";
 import { auditContract } from "../../shared/jobs/audit.ts";
@@ -9,7 +11,7 @@ import { closedLoop, httpClient, median, type LoopResult } from "./load.ts";
 import { baseline, emptyCounters, measure, sum, type RedisCounters } from "./redis-stats.ts";
 import { addInto, emptyUsage, startMeter, type Usage } from "./system.ts";
 
-export type TargetName = "edge" | "empty" | "node";
+export type TargetName = "edge" | "empty" | "socket-open" | "socket-ping" | "node";
 
 export interface EnqueueSettings {
   concurrency: number;
@@ -27,6 +29,8 @@ export interface EnqueueEnv {
   redisPid: number;
   edge: { url: string; pid: number; apiKey: string; prefix: string };
   empty: { url: string; pid: number };
+  socketOpen: { url: string; pid: number };
+  socketPing: { url: string; pid: number };
   nodePrefix: string;
   progress: (line: string) => void;
 }
@@ -67,32 +71,29 @@ interface Target {
 }
 
 function targets(env: EnqueueEnv, settings: EnqueueSettings): Target[] {
-  const http = (url: string, headers: Record<string, string>) =>
-    httpClient(
-      { url, headers, expectStatus: 202, timeoutMs: settings.requestTimeoutMs },
+  // Every Worker gets the same POST /v1/events body; only the edge reads the path and the key.
+  const worker = (name: TargetName, at: { url: string; pid: number }, headers: Record<string, string> = {}, prefix?: string): Target => {
+    const client = httpClient(
+      { url: `${at.url}/v1/events`, headers, expectStatus: 202, timeoutMs: settings.requestTimeoutMs },
       settings.concurrency,
     );
-  const edge = http(`${env.edge.url}/v1/events`, { authorization: `Bearer ${env.edge.apiKey}` });
-  const empty = http(`${env.empty.url}/v1/events`, {});
+    return {
+      name,
+      pid: at.pid,
+      send: (id) => client.sendBody(JSON.stringify(auditEvent(id))),
+      newConnections: client.takeNewConnections,
+      ...(prefix ? { prefix } : {}),
+      close: async () => client.close(),
+    };
+  };
   const queue = new Queue(auditContract.queue, { connection: redisOptions(env.redisUrl), prefix: env.nodePrefix });
   // Cast: shared/jobs/contract.ts's KeepJobs object form is looser than BullMQ's (age optional).
   const opts = auditContract.defaults as JobsOptions;
   return [
-    {
-      name: "edge",
-      pid: env.edge.pid,
-      send: (id) => edge.sendBody(JSON.stringify(auditEvent(id))),
-      newConnections: edge.takeNewConnections,
-      prefix: env.edge.prefix,
-      close: async () => edge.close(),
-    },
-    {
-      name: "empty",
-      pid: env.empty.pid,
-      send: (id) => empty.sendBody(JSON.stringify(auditEvent(id))),
-      newConnections: empty.takeNewConnections,
-      close: async () => empty.close(),
-    },
+    worker("edge", env.edge, { authorization: `Bearer ${env.edge.apiKey}` }, env.edge.prefix),
+    worker("empty", env.empty),
+    worker("socket-open", env.socketOpen),
+    worker("socket-ping", env.socketPing),
     {
       name: "node",
       // The edge stamps occurredAt; Queue.add gets the same final payload and the contract's options.
@@ -149,7 +150,7 @@ export async function runEnqueue(env: EnqueueEnv, settings: EnqueueSettings): Pr
         if (loop.firstError && !r.firstError) r.firstError = loop.firstError;
         if (t.newConnections) r.clientConnections = (r.clientConnections ?? 0) + t.newConnections();
         env.progress(
-          `enqueue: round ${round + 1}/${settings.rounds} ${t.name.padEnd(5)} ${loop.perSecond.toFixed(0).padStart(6)} req/s  ` +
+          `enqueue: round ${round + 1}/${settings.rounds} ${t.name.padEnd(11)} ${loop.perSecond.toFixed(0).padStart(6)} req/s  ` +
             `p50 ${loop.p50Ms.toFixed(2)} ms  p99 ${loop.p99Ms.toFixed(2)} ms  errors ${loop.errors}`,
         );
       }

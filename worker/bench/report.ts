@@ -1,15 +1,21 @@
 // The printed result: one markdown document that pastes into a README as is.
+import { formatCommands, type IdleCost, type JobCost } from "./commands.ts";
 import type { DrainResult } from "./drain.ts";
 import { sumUsage } from "./drain.ts";
 import type { EnqueueSettings, TargetName, TargetResult } from "./enqueue.ts";
 import { median } from "./load.ts";
 import { perJob } from "./redis-stats.ts";
+import type { StripeBenchResult, StripeBenchSettings } from "./stripe.ts";
 import type { Machine, Usage } from "./system.ts";
+import type { TransportResult } from "./transports.ts";
 
 export interface ReportInput {
   machine: Machine & { redis: string; postgres: string };
   enqueue?: { settings: EnqueueSettings; results: TargetResult[] };
   drain?: { jobs: number; concurrency: number; rounds: number; result: DrainResult };
+  transports?: { requests: number; concurrency: number; results: TransportResult[] };
+  stripe?: { settings: StripeBenchSettings; result: StripeBenchResult };
+  commands?: { jobs: JobCost[]; idle: IdleCost[] };
   totalSeconds: number;
 }
 
@@ -21,6 +27,8 @@ export const DRAIN_TARGET = 0.5;
 const LABELS: Record<TargetName, string> = {
   edge: "edge `POST /v1/events` (wrangler dev)",
   empty: "empty Worker (wrangler dev)",
+  "socket-open": "probe: empty + open a Redis socket",
+  "socket-ping": "probe: empty + AUTH/PING via the edge transport",
   node: "BullMQ `Queue.add` from Node",
 };
 
@@ -62,6 +70,8 @@ export function formatReport(input: ReportInput): string {
       "",
       `Edge / empty Worker throughput: **${pct(ratio)}** (target ≥ ${pct(EDGE_TARGET)}: ${verdict(ratio >= EDGE_TARGET)}); ` +
         `edge / Node \`Queue.add\`: ${pct(edge.perSecond / node.perSecond)}.`,
+      "",
+      ...gapSection(results),
     );
     if (edge.firstError || empty.firstError || node.firstError) {
       out.push("", `First errors: ${results.filter((r) => r.firstError).map((r) => `${r.name}: ${r.firstError}`).join("; ")}`);
@@ -97,7 +107,7 @@ export function formatReport(input: ReportInput): string {
         results.map((r) => ({ label: r.name, usage: r.usage, per: r.ok, wallMs: r.rounds.reduce((t, x) => t + x.wallMs, 0) })),
       ),
       "",
-      `HTTP connections the client opened during measured rounds: edge ${edge.clientConnections}, empty ${empty.clientConnections} ` +
+      `HTTP connections the client opened during measured rounds: ${results.filter((r) => r.clientConnections !== undefined).map((r) => `${r.name} ${r.clientConnections}`).join(", ")} ` +
         `(keep-alive, ${s.concurrency} lanes; wrangler dev closes sockets left idle between rounds).`,
     );
   }
@@ -110,7 +120,9 @@ export function formatReport(input: ReportInput): string {
     const inserts = fleetRuns.reduce((t, r) => t + (r.inserts ?? 0), 0);
     out.push(
       "",
-      `### Worker drain: ${jobs} pre-loaded audit jobs, concurrency ${concurrency}, ${rounds} interleaved rounds (median)`,
+      `### Worker drain: ${jobs} pre-loaded audit jobs, concurrency ${concurrency}, ${rounds} interleaved rounds (median); ` +
+        `both consumers on the fleet defaults (drainDelay ${result.workerSettings.drainDelaySeconds} s, ` +
+        `stalled ${result.workerSettings.stalledIntervalMs / 1000} s, lock ${result.workerSettings.lockDurationMs / 1000} s)`,
       "",
       table(
         ["consumer", "jobs/s", "jobs/s per round", "verified", "failed", "pre-load (addBulk) jobs/s"],
@@ -140,8 +152,86 @@ export function formatReport(input: ReportInput): string {
     );
   }
 
+  if (input.transports) out.push("", ...transportSection(input.transports));
+  if (input.stripe) out.push("", ...stripeSection(input.stripe));
+  if (input.commands) {
+    const windowMs = input.commands.idle[0]?.windowMs ?? 0;
+    out.push("", formatCommands(input.commands.jobs, input.commands.idle));
+    if (windowMs < 120_000) {
+      out.push("", `The idle window was ${f(windowMs / 1000)} s (a --quick run; the full run uses 120 s): the economy row ` +
+        "(drainDelay 60 s) sees at most one timeout per queue in it, so its figures are coarse.");
+    }
+  }
+
   out.push("", `Total run time: ${f(input.totalSeconds)} s.`);
   return out.join("\n");
+}
+
+/**
+ * The edge/empty gap split into steps, each probe adding one thing to the empty Worker. Time per
+ * request (1 / throughput) is what adds up step by step, so each step's share of the gap is taken
+ * in it, not in req/s.
+ */
+function gapSection(results: TargetResult[]): string[] {
+  const by = (n: TargetName) => results.find((r) => r.name === n) as TargetResult;
+  const empty = by("empty");
+  const steps: Array<[TargetName, string]> = [
+    ["empty", "read the body, answer 202"],
+    ["socket-open", "+ `connect()` to Redis, await `opened`, close after the response"],
+    ["socket-ping", "+ AUTH and PING in one write through `createSocketTransport`, wait for PONG"],
+    ["edge", "+ the app: routing, API-key check, validation, EVALSHA of BullMQ's add script"],
+  ];
+  const ms = (r: TargetResult) => 1000 / r.perSecond;
+  const gapMs = ms(by("edge")) - ms(empty);
+  let previous = empty;
+  const rows = steps.map(([name, what]) => {
+    const r = by(name);
+    const redis = perJob(r.redis, r.ok);
+    const row = [
+      `${name}: ${what}`, f(r.perSecond), pct(r.perSecond / empty.perSecond),
+      name === "empty" ? "–" : `${f(ms(r) - ms(previous), 2)} ms (${pct((ms(r) - ms(previous)) / gapMs)} of the gap)`,
+      `${f(redis.connections, 2)} / ${f(redis.clientCommands, 2)}${redis.clientMix ? ` (${redis.clientMix})` : ""}`,
+    ];
+    previous = r;
+    return row;
+  });
+  return [
+    "### The edge/empty gap, step by step (probe Workers in the same interleaved rounds)",
+    "",
+    table(["Worker (wrangler dev)", "req/s", "of empty", "step's cost: Δ 1/throughput", "Redis connections / client commands per request"], rows),
+    "",
+    `Opening the per-request socket alone accounts for ${pct((ms(by("socket-open")) - ms(empty)) / gapMs)} of the edge's extra time per request; ` +
+      `socket + one AUTH/PING round trip for ${pct((ms(by("socket-ping")) - ms(empty)) / gapMs)}. ` +
+      "A Worker cannot keep a socket across requests, so this part is the platform's price for RESP over TCP, not the app's.",
+  ];
+}
+
+function transportSection(input: NonNullable<ReportInput["transports"]>): string[] {
+  const label = { resp: "RESP: TCP connect + AUTH + EVALSHA per job (Node stand-in)", rest: "REST: one POST /pipeline per job (Upstash stand-in, keep-alive)" };
+  return [
+    `### Edge transports in Node: ${input.requests} single-job enqueues each, ${input.concurrency} concurrent, fresh transport per job`,
+    "",
+    table(
+      ["transport", "jobs/s", "p50 ms", "p99 ms", "errors", "request bytes / job"],
+      input.results.map((r) => [label[r.transport], f(r.perSecond), f(r.p50Ms, 2), f(r.p99Ms, 2), String(r.errors), String(r.requestBytes)]),
+    ),
+    "",
+    "Loopback ranks overheads (CPU, bytes, round trips) only; over the internet the round trips dominate. " +
+      "The Node RESP stand-in sends AUTH in its own round trip, which the workerd socket transport pipelines.",
+  ];
+}
+
+function stripeSection({ settings: s, result: r }: NonNullable<ReportInput["stripe"]>): string[] {
+  return [
+    `### Stripe webhooks end to end: ${s.lifecycles} customer lifecycles (${r.events} events, each delivered twice, shuffled), ` +
+      `${s.concurrency} concurrent deliveries, worker concurrency ${s.workerConcurrency}`,
+    "",
+    table(
+      ["deliveries", "accepted by the edge / s", "distinct events PROCESSED / s (first delivery → last PROCESSED)", "webhook_events rows / events", "non-200"],
+      [[String(r.deliveries), f(r.acceptedPerSecond), f(r.eventsPerSecond), `${r.rows} / ${r.events}`, String(r.non200)]],
+    ),
+    ...(r.rows !== r.events || r.non200 > 0 ? ["", "**Check failed**: rows must equal events and every delivery must be answered 200."] : []),
+  ];
 }
 
 /**

@@ -36,7 +36,14 @@ export interface StripeBenchResult {
 }
 
 export async function benchStripe(
-  env: { redisUrl: string; database: Database; prefix?: string },
+  env: {
+    redisUrl: string;
+    database: Database;
+    prefix?: string;
+    /** A pre-bundled edge (bench.ts bundles once, so source edits can't reload it mid-run); default: wrangler.toml's main. */
+    script?: string;
+    log?: (line: string) => void;
+  },
   settings: StripeBenchSettings,
 ): Promise<StripeBenchResult> {
   const webhookSecret = `whsec_bench_${secret()}`;
@@ -48,7 +55,11 @@ export async function benchStripe(
   };
   const handlers = createHandlers(env.database.db, { auditBatchMax: 500, resendApiKey: undefined, resendBaseUrl: undefined, emailFrom: "bench@example.com" });
   const [edge, fleet] = await Promise.all([
-    startEdge({ vars: { REDIS_URL: env.redisUrl, API_KEY_HASHES: "0".repeat(64), QUEUE_PREFIX: prefix, STRIPE_WEBHOOK_SECRET: webhookSecret } }),
+    startEdge({
+      vars: { REDIS_URL: env.redisUrl, API_KEY_HASHES: "0".repeat(64), QUEUE_PREFIX: prefix, STRIPE_WEBHOOK_SECRET: webhookSecret },
+      ...(env.script ? { script: env.script } : {}),
+      ...(env.log ? { log: env.log } : {}),
+    }),
     startFleet(config, { handlers, log: () => {} }),
   ]);
   try {

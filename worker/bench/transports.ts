@@ -5,7 +5,7 @@
 // "rest" is one HTTP POST /pipeline to the Upstash stand-in over a keep-alive pool, the way
 // Cloudflare reuses connections to Upstash. Loopback figures rank overheads (CPU, bytes, round
 // trips); on the internet the round trips dominate, see the README.
-// Not wired into bench.ts here; its owner calls `benchTransports`.
+// Run from bench.ts (`--skip-transports` to leave out).
 import { auditContract } from "../../shared/jobs/audit.ts";
 import { createNodeTransport } from "../../edge/queue/node-transport.test-helper.ts";
 import { createProducer } from "../../edge/queue/producer.ts";
