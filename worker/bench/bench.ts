@@ -1,8 +1,9 @@
-// `npm run bench`: enqueue through the edge vs an empty Worker vs Node `Queue.add` (with two probe
-// Workers that explain the edge/empty gap), the Redis cost per job, the edge's two transports, the
-// fleet's drain rate vs a no-op Worker, Stripe webhooks end to end, and the Redis command budget
-// per job and per idle minute — all on private Redis/Postgres started here, in one run, printed as
-// one markdown report. `--help` lists the flags; each section can be skipped.
+// `npm run bench`: enqueue through the edge vs an empty Worker vs Node `Queue.add` (throughput with
+// two probe Workers that explain the edge/empty gap, and latency one request at a time), the Redis
+// cost per job, the edge's two transports, the fleet's drain rate vs a no-op Worker, Stripe
+// webhooks end to end, and the Redis command budget per job and per idle minute — all on private
+// Redis/Postgres started here, in one run, printed as one markdown report. `--help` lists the
+// flags; each section can be skipped.
 // Every server and child process it starts is stopped on exit, error or Ctrl-C.
 import { execFile } from "node:child_process";
 import { readFileSync, rmSync } from "node:fs";
@@ -31,6 +32,8 @@ const HELP = `npm run bench -- [flags]      (each flag also reads BENCH_<NAME>, 
   --requests N           requests per target per round            (3000; quick 500)
   --warmup N             warm-up requests per target              (300; quick 100)
   --rounds N             interleaved enqueue rounds               (3; quick 2)
+  --latency-requests N   one-at-a-time enqueues per target, split over the rounds,
+                         for the unloaded latency                 (2000; quick 300)
   --drain-jobs N         audit jobs per drain run                 (20000; quick 3000)
   --drain-concurrency N  fleet and no-op worker concurrency       (100)
   --drain-rounds N       interleaved drain rounds                 (3; quick 1)
@@ -39,7 +42,8 @@ const HELP = `npm run bench -- [flags]      (each flag also reads BENCH_<NAME>, 
   --commands-jobs N      jobs per queue for the command count     (300; quick 50)
   --idle-seconds N       idle command-count window                (120; quick 30)
   --quick                smaller defaults (about 2.5 minutes instead of about 8)
-  --skip-enqueue / --skip-transports / --skip-drain / --skip-stripe / --skip-commands
+  --skip-enqueue / --skip-latency / --skip-transports / --skip-drain / --skip-stripe / --skip-commands
+                         (--skip-enqueue skips the latency rounds too)
   --verbose              pass wrangler / redis / postgres output through`;
 
 const count = (max: number) => z.coerce.number().int().positive().max(max).optional();
@@ -49,6 +53,7 @@ const Flags = z.object({
   requests: count(1_000_000),
   warmup: z.coerce.number().int().min(0).max(100_000).optional(),
   rounds: count(20),
+  "latency-requests": count(100_000),
   "drain-jobs": count(1_000_000),
   "drain-concurrency": count(5000),
   "drain-rounds": count(20),
@@ -57,6 +62,7 @@ const Flags = z.object({
   "commands-jobs": count(100_000),
   "idle-seconds": count(3600),
   "skip-enqueue": z.boolean().default(false),
+  "skip-latency": z.boolean().default(false),
   "skip-transports": z.boolean().default(false),
   "skip-drain": z.boolean().default(false),
   "skip-stripe": z.boolean().default(false),
@@ -65,7 +71,7 @@ const Flags = z.object({
   help: z.boolean().default(false),
 });
 
-const BOOLEAN_FLAGS = new Set(["quick", "skip-enqueue", "skip-transports", "skip-drain", "skip-stripe", "skip-commands", "verbose", "help"]);
+const BOOLEAN_FLAGS = new Set(["quick", "skip-enqueue", "skip-latency", "skip-transports", "skip-drain", "skip-stripe", "skip-commands", "verbose", "help"]);
 
 function parseFlags() {
   const { values } = parseArgs({
@@ -103,6 +109,7 @@ function parseFlags() {
           rounds: f.rounds ?? (q ? 2 : 3),
           requestTimeoutMs: 10_000,
           roundDeadlineMs: 120_000,
+          ...(f["skip-latency"] ? {} : { latency: { requests: f["latency-requests"] ?? (q ? 300 : 2000), warmup: 20 } }),
         } satisfies EnqueueSettings),
     drain: f["skip-drain"]
       ? undefined

@@ -3,11 +3,13 @@
 // the Redis cost of each job and the CPU each process spent. Two probe Workers between the empty
 // one and the edge (socket-open-worker.ts, socket-ping-worker.ts) split the edge/empty gap into
 // its steps: opening the per-request socket, one AUTH + PING round trip, and the app itself.
+// Phase 3, unloaded latency: at the throughput rounds' concurrency workerd is CPU-bound, so their
+// p50 is about concurrency ÷ throughput (queueing); one request at a time shows what a request costs.
 import { Queue, type JobsOptions } from "bullmq";
 import type { Redis } from "ioredis";
 import { auditContract } from "../../shared/jobs/audit.ts";
 import { redisOptions } from "../fleet.ts";
-import { closedLoop, httpClient, median, type LoopResult } from "./load.ts";
+import { closedLoop, httpClient, median, percentile, type LoopResult } from "./load.ts";
 import { baseline, emptyCounters, measure, sum, type RedisCounters } from "./redis-stats.ts";
 import { addInto, emptyUsage, startMeter, type Usage } from "./system.ts";
 
@@ -21,6 +23,33 @@ export interface EnqueueSettings {
   /** Per-request timeout and the bound on one round's wall time. */
   requestTimeoutMs: number;
   roundDeadlineMs: number;
+  /** Unloaded latency of LATENCY_TARGETS after the throughput rounds; absent = skipped. */
+  latency?: LatencySettings;
+}
+
+export interface LatencySettings {
+  /** Measured requests per target, split evenly over `rounds` interleaved rounds. */
+  requests: number;
+  /** Unmeasured requests per target before each of its latency rounds: wrangler dev closes the
+   *  keep-alive socket while other targets run, and the reconnect must not land in the samples. */
+  warmup: number;
+}
+
+/** The probes would only repeat the throughput gap's split; the three paths a reader compares. */
+export const LATENCY_TARGETS: readonly TargetName[] = ["edge", "empty", "node"];
+/** p99.9 is reported only from this many samples up (nearest rank: at least 2 samples above it). */
+export const P999_MIN_SAMPLES = 2000;
+
+export interface LatencyResult {
+  /** Percentiles over the samples of all latency rounds pooled; p999Ms is NaN below P999_MIN_SAMPLES. */
+  samples: number;
+  p50Ms: number;
+  p99Ms: number;
+  p999Ms: number;
+  /** Each round's p50, to show the spread between rounds. */
+  roundP50Ms: number[];
+  errors: number;
+  firstError?: string;
 }
 
 export interface EnqueueEnv {
@@ -50,9 +79,10 @@ export interface TargetResult {
   usage: Usage;
   /** HTTP connections the client opened during the measured rounds (keep-alive check). */
   clientConnections?: number;
-  /** Jobs found in the queue's wait list afterwards (accepted requests incl. warm-up). */
+  /** Jobs found in the queue's wait list afterwards (accepted requests incl. warm-ups and latency rounds). */
   jobsInRedis?: number;
   accepted: number;
+  latency?: LatencyResult;
 }
 
 /** One audit event as a client posts it; the id makes every request a distinct job. */
@@ -155,6 +185,10 @@ export async function runEnqueue(env: EnqueueEnv, settings: EnqueueSettings): Pr
         );
       }
     }
+    if (settings.latency) {
+      const latencyTargets = all.filter((t) => LATENCY_TARGETS.includes(t.name));
+      await measureLatency(env, settings, settings.latency, latencyTargets, results);
+    }
     for (const t of all) {
       const r = results.get(t.name) as TargetResult;
       r.perSecond = median(r.rounds.map((x) => x.perSecond));
@@ -166,4 +200,53 @@ export async function runEnqueue(env: EnqueueEnv, settings: EnqueueSettings): Pr
     await Promise.all(all.map((t) => t.close().catch(() => undefined)));
   }
   return all.map((t) => results.get(t.name) as TargetResult);
+}
+
+/**
+ * One request at a time (closed loop, concurrency 1), in rounds interleaved across the targets
+ * like the throughput rounds; percentiles over all rounds' samples pooled. Accepted requests are
+ * added to `accepted`, so the jobs-in-Redis check still covers every request sent.
+ */
+async function measureLatency(
+  env: EnqueueEnv,
+  settings: EnqueueSettings,
+  latency: LatencySettings,
+  all: Target[],
+  results: Map<TargetName, TargetResult>,
+): Promise<void> {
+  const perRound = Math.ceil(latency.requests / settings.rounds);
+  const samples = new Map<TargetName, number[]>(all.map((t) => [t.name, []]));
+  for (const t of all) {
+    (results.get(t.name) as TargetResult).latency = { samples: 0, p50Ms: 0, p99Ms: 0, p999Ms: 0, roundP50Ms: [], errors: 0 };
+  }
+  const loop = (count: number, send: (i: number) => Promise<void>) =>
+    closedLoop({ concurrency: 1, count, deadlineMs: settings.roundDeadlineMs }, send);
+  for (let round = 0; round < settings.rounds; round++) {
+    const order = all.map((_, i) => all[(i + round) % all.length] as Target);
+    for (const t of order) {
+      const r = results.get(t.name) as TargetResult;
+      const l = r.latency as LatencyResult;
+      // A failed warm-up request (a socket the server closed just then) is not a result; the
+      // measured loop's errors are.
+      const warm = await loop(latency.warmup, (i) => t.send(`lw${round}-${t.name}-${i}`));
+      const measured = await loop(perRound, (i) => t.send(`l${round}-${t.name}-${i}`));
+      r.accepted += warm.ok + measured.ok;
+      (samples.get(t.name) as number[]).push(...measured.samplesMs);
+      l.roundP50Ms.push(measured.p50Ms);
+      l.errors += measured.errors;
+      if (measured.firstError && !l.firstError) l.firstError = measured.firstError;
+      env.progress(
+        `enqueue: latency round ${round + 1}/${settings.rounds} ${t.name.padEnd(6)} ${measured.ok} requests one at a time  ` +
+          `p50 ${measured.p50Ms.toFixed(2)} ms  p99 ${measured.p99Ms.toFixed(2)} ms  errors ${measured.errors}`,
+      );
+    }
+  }
+  for (const t of all) {
+    const l = (results.get(t.name) as TargetResult).latency as LatencyResult;
+    const sorted = (samples.get(t.name) as number[]).sort((a, b) => a - b);
+    l.samples = sorted.length;
+    l.p50Ms = percentile(sorted, 0.5);
+    l.p99Ms = percentile(sorted, 0.99);
+    l.p999Ms = sorted.length >= P999_MIN_SAMPLES ? percentile(sorted, 0.999) : Number.NaN;
+  }
 }

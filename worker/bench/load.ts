@@ -19,6 +19,8 @@ export interface LoopResult {
   perSecond: number;
   p50Ms: number;
   p99Ms: number;
+  /** Every successful call's latency, ascending, for percentiles pooled across loops. */
+  samplesMs: number[];
 }
 
 export async function closedLoop(options: LoopOptions, task: (i: number) => Promise<void>): Promise<LoopResult> {
@@ -52,6 +54,7 @@ export async function closedLoop(options: LoopOptions, task: (i: number) => Prom
     perSecond: (latencies.length / wallMs) * 1000,
     p50Ms: percentile(latencies, 0.5),
     p99Ms: percentile(latencies, 0.99),
+    samplesMs: latencies,
   };
 }
 

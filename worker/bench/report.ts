@@ -2,7 +2,7 @@
 import { formatCommands, type IdleCost, type JobCost } from "./commands.ts";
 import type { DrainResult } from "./drain.ts";
 import { sumUsage } from "./drain.ts";
-import type { EnqueueSettings, TargetName, TargetResult } from "./enqueue.ts";
+import { P999_MIN_SAMPLES, type EnqueueSettings, type TargetName, type TargetResult } from "./enqueue.ts";
 import { median } from "./load.ts";
 import { perJob } from "./redis-stats.ts";
 import type { StripeBenchResult, StripeBenchSettings } from "./stripe.ts";
@@ -71,6 +71,7 @@ export function formatReport(input: ReportInput): string {
       `Edge / empty Worker throughput: **${pct(ratio)}** (target ≥ ${pct(EDGE_TARGET)}: ${verdict(ratio >= EDGE_TARGET)}); ` +
         `edge / Node \`Queue.add\`: ${pct(edge.perSecond / node.perSecond)}.`,
       "",
+      ...(s.latency ? [...latencySection(s, results), ""] : []),
       ...gapSection(results),
     );
     if (edge.firstError || empty.firstError || node.firstError) {
@@ -165,6 +166,33 @@ export function formatReport(input: ReportInput): string {
 
   out.push("", `Total run time: ${f(input.totalSeconds)} s.`);
   return out.join("\n");
+}
+
+/** Unloaded latency: the table placed right after the throughput one. */
+function latencySection(s: EnqueueSettings, results: TargetResult[]): string[] {
+  const measured = results.filter((r) => r.latency);
+  const edge = measured.find((r) => r.name === "edge")?.latency;
+  const empty = measured.find((r) => r.name === "empty")?.latency;
+  const perRound = Math.ceil((s.latency?.requests ?? 0) / s.rounds);
+  const errors = measured.filter((r) => r.latency?.firstError);
+  return [
+    `### Enqueue latency, one request at a time (concurrency 1, ${s.rounds} interleaved rounds × ${perRound} requests, ` +
+      `each after ${s.latency?.warmup} warm-up; percentiles over all rounds' samples)`,
+    "",
+    table(
+      ["path", "p50 ms", "p99 ms", `p99.9 ms (from ${P999_MIN_SAMPLES} samples)`, "samples", "errors", "p50 per round"],
+      measured.map((r) => {
+        const l = r.latency as NonNullable<TargetResult["latency"]>;
+        return [LABELS[r.name], f(l.p50Ms, 2), f(l.p99Ms, 2), f(l.p999Ms, 2), String(l.samples), String(l.errors), l.roundP50Ms.map((x) => f(x, 2)).join(" / ")];
+      }),
+    ),
+    "",
+    ...(edge && empty
+      ? [`The edge adds **${f(edge.p50Ms - empty.p50Ms, 2)} ms** at p50 over the empty Worker (${f(edge.p50Ms, 2)} vs ${f(empty.p50Ms, 2)} ms), ` +
+          `unloaded. At ${s.concurrency} concurrent, workerd is CPU-bound and the table above's p50 is mostly queueing (≈ ${s.concurrency} ÷ req/s).`]
+      : []),
+    ...(errors.length ? ["", `First errors: ${errors.map((r) => `${r.name}: ${r.latency?.firstError}`).join("; ")}`] : []),
+  ];
 }
 
 /**
