@@ -22,6 +22,8 @@ describe("parseEnv", () => {
       resendBaseUrl: undefined,
       emailFrom: "edgefleet <onboarding@resend.dev>",
       emailRatePerSecond: 2,
+      stripeSecretKey: undefined,
+      stripeApiBaseUrl: undefined,
       shutdownTimeoutMs: 25_000,
     });
   });
@@ -39,16 +41,27 @@ describe("parseEnv", () => {
     expect(config.resendApiKey).toBeUndefined();
   });
 
+  it("reads the Stripe key and API base URL", () => {
+    const config = parseEnv({ ...minimal, STRIPE_SECRET_KEY: "sk_test_123", STRIPE_API_BASE_URL: "http://127.0.0.1:12111" });
+    expect(config).toMatchObject({ stripeSecretKey: "sk_test_123", stripeApiBaseUrl: "http://127.0.0.1:12111" });
+  });
+
   it("lists every problem at once", () => {
     let error: unknown;
     try {
-      parseEnv({ REDIS_URL: "http://x", WORKER_QUEUES: "audit,bogus", PORT: "-1", EMAIL_RATE_PER_SECOND: "0" });
+      parseEnv({
+        REDIS_URL: "http://x",
+        WORKER_QUEUES: "audit,bogus",
+        PORT: "-1",
+        EMAIL_RATE_PER_SECOND: "0",
+        STRIPE_API_BASE_URL: "http://127.0.0.1:12111/v1",
+      });
     } catch (err) {
       error = err;
     }
     expect(error).toBeInstanceOf(EnvError);
     const issues = (error as EnvError).issues.join("\n");
-    for (const name of ["REDIS_URL", "DATABASE_URL", "WORKER_QUEUES", "PORT", "EMAIL_RATE_PER_SECOND"]) {
+    for (const name of ["REDIS_URL", "DATABASE_URL", "WORKER_QUEUES", "PORT", "EMAIL_RATE_PER_SECOND", "STRIPE_API_BASE_URL"]) {
       expect(issues).toContain(name);
     }
     expect(issues).toContain("bogus");

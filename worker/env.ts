@@ -91,6 +91,14 @@ const EnvSchema = z.object({
    */
   STRIPE_SECRET_KEY: optionalString,
   /**
+   * Where the Stripe SDK sends API calls, as scheme://host[:port] (tests point it at a local
+   * stand-in). Default: Stripe's (https://api.stripe.com). The SDK always adds the /v1/ path itself.
+   */
+  STRIPE_API_BASE_URL: z
+    .url({ protocol: /^https?$/ })
+    .refine((u) => /^https?:\/\/[^/?#]+\/?$/.test(u), "scheme://host[:port] only: no path, query or fragment")
+    .optional(),
+  /**
    * Bound on the graceful drain after SIGTERM. Keep it below Railway's `drainingSeconds` (the
    * platform SIGKILLs after that), leaving a few seconds for closing connections.
    */
@@ -115,6 +123,7 @@ export interface WorkerConfig {
   emailFrom: string;
   emailRatePerSecond: number;
   stripeSecretKey: string | undefined;
+  stripeApiBaseUrl: string | undefined;
   shutdownTimeoutMs: number;
 }
 
@@ -162,6 +171,7 @@ export function parseEnv(source: Record<string, string | undefined>): WorkerConf
     emailFrom: env.EMAIL_FROM,
     emailRatePerSecond: env.EMAIL_RATE_PER_SECOND,
     stripeSecretKey: env.STRIPE_SECRET_KEY,
+    stripeApiBaseUrl: env.STRIPE_API_BASE_URL,
     shutdownTimeoutMs: env.SHUTDOWN_TIMEOUT_MS,
   };
 }

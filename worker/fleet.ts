@@ -91,12 +91,12 @@ export function producerRedisOptions(url: string, caCertPath?: string, connectTi
 export function createHandlers(
   db: Db,
   config: Pick<WorkerConfig, "auditBatchMax" | "resendApiKey" | "resendBaseUrl" | "emailFrom"> &
-    Partial<Pick<WorkerConfig, "stripeSecretKey">>,
+    Partial<Pick<WorkerConfig, "stripeSecretKey" | "stripeApiBaseUrl">>,
 ): FleetHandlers {
   return {
     audit: createAuditHandler(db, { maxBatch: config.auditBatchMax }).handle,
     email: createEmailHandler(db, config),
-    "stripe-webhook": createStripeWebhookHandler(db, { stripe: createStripeApi(config.stripeSecretKey) }),
+    "stripe-webhook": createStripeWebhookHandler(db, { stripe: createStripeApi({ secretKey: config.stripeSecretKey, apiBaseUrl: config.stripeApiBaseUrl }) }),
   };
 }
 
