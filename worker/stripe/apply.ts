@@ -1,5 +1,5 @@
 import { getTableColumns, sql, type SQL, type Table } from "drizzle-orm";
-import type { PgColumn } from "drizzle-orm/pg-core";
+import type { PgColumn, PgTable } from "drizzle-orm/pg-core";
 import { z } from "zod";
 import { stripeCustomers } from "../../shared/db/stripe-customers.ts";
 import { stripeInvoices } from "../../shared/db/stripe-invoices.ts";
@@ -104,6 +104,28 @@ function excludedSet(table: Table, values: Record<string, unknown>, key: string)
   );
 }
 
+type VersionedTable = PgTable & { lastEventCreated: PgColumn; lastEventRank: PgColumn; lastEventId: PgColumn };
+
+/**
+ * Inserts the row, or replaces it only when this event is later in (created, rank, id) order than
+ * the one that last wrote it. "stale" means a newer event already holds the row.
+ */
+async function upsertIfNewer<T extends VersionedTable>(
+  tx: Tx,
+  table: T,
+  key: keyof T["$inferInsert"] & string,
+  values: T["$inferInsert"],
+): Promise<Outcome> {
+  const target = getTableColumns(table)[key];
+  if (!target) throw new Error(`no column for ${key}`);
+  const rows = await tx
+    .insert(table)
+    .values(values)
+    .onConflictDoUpdate({ target, set: excludedSet(table, values, key), setWhere: newer(table) })
+    .returning({ id: target });
+  return rows.length > 0 ? "applied" : "stale";
+}
+
 /** A customer row for an id seen before its checkout: version (0, 0, "") loses to any real event. */
 async function ensureCustomer(tx: Tx, customerId: string): Promise<void> {
   await tx
@@ -128,16 +150,7 @@ export async function applySubscription(tx: Tx, job: StripeWebhookJob, object: z
     endedAt: object.ended_at,
     ...version(job),
   };
-  const rows = await tx
-    .insert(stripeSubscriptions)
-    .values(values)
-    .onConflictDoUpdate({
-      target: stripeSubscriptions.stripeSubscriptionId,
-      set: excludedSet(stripeSubscriptions, values, "stripeSubscriptionId"),
-      setWhere: newer(stripeSubscriptions),
-    })
-    .returning({ id: stripeSubscriptions.stripeSubscriptionId });
-  return rows.length > 0 ? "applied" : "stale";
+  return upsertIfNewer(tx, stripeSubscriptions, "stripeSubscriptionId", values);
 }
 
 async function applyCheckout(tx: Tx, job: StripeWebhookJob): Promise<Outcome> {
@@ -152,12 +165,7 @@ async function applyCheckout(tx: Tx, job: StripeWebhookJob): Promise<Outcome> {
     checkoutSessionId: session.id,
     ...version(job),
   };
-  const rows = await tx
-    .insert(stripeCustomers)
-    .values(values)
-    .onConflictDoUpdate({ target: stripeCustomers.stripeCustomerId, set: excludedSet(stripeCustomers, values, "stripeCustomerId"), setWhere: newer(stripeCustomers) })
-    .returning({ id: stripeCustomers.stripeCustomerId });
-  return rows.length > 0 ? "applied" : "stale";
+  return upsertIfNewer(tx, stripeCustomers, "stripeCustomerId", values);
 }
 
 async function applyInvoice(tx: Tx, job: StripeWebhookJob): Promise<Outcome> {
@@ -176,12 +184,7 @@ async function applyInvoice(tx: Tx, job: StripeWebhookJob): Promise<Outcome> {
     paidAt: invoice.status_transitions?.paid_at ?? null,
     ...version(job),
   };
-  const rows = await tx
-    .insert(stripeInvoices)
-    .values(values)
-    .onConflictDoUpdate({ target: stripeInvoices.stripeInvoiceId, set: excludedSet(stripeInvoices, values, "stripeInvoiceId"), setWhere: newer(stripeInvoices) })
-    .returning({ id: stripeInvoices.stripeInvoiceId });
-  return rows.length > 0 ? "applied" : "stale";
+  return upsertIfNewer(tx, stripeInvoices, "stripeInvoiceId", values);
 }
 
 /** Applies one event inside the caller's transaction. Unknown types change nothing. */
