@@ -16,8 +16,8 @@ const dataDir = join(ROOT, ".data/dev");
 const stops: Array<() => Promise<void>> = [];
 const say = (line: string) => console.log(`edgefleet: ${line}`);
 
-function run(name: string, command: string, args: string[], env: Record<string, string>): ChildProcess {
-  const child = spawn(command, args, { cwd: ROOT, env: { ...process.env, ...env }, stdio: ["ignore", "pipe", "pipe"] });
+function startWorker(env: Record<string, string>): ChildProcess {
+  const child = spawn(process.execPath, ["worker/main.ts"], { cwd: ROOT, env: { ...process.env, ...env }, stdio: ["ignore", "pipe", "pipe"] });
   child.stdout?.on("data", (b: Buffer) => console.log(prefixed("worker", b)));
   child.stderr?.on("data", (b: Buffer) => console.error(prefixed("worker", b)));
   stops.push(() => stopChild(child));
@@ -61,7 +61,7 @@ async function main(): Promise<void> {
   const apiKey = localApiKey();
   const webhookSecret = localWebhookSecret();
   const workerPort = await freePort();
-  const worker = run("worker", process.execPath, ["worker/main.ts"], {
+  const worker = startWorker({
     REDIS_URL: redisUrl,
     DATABASE_URL: databaseUrl,
     PORT: String(workerPort),
@@ -93,16 +93,20 @@ edgefleet is running. Ctrl-C stops everything.
   Postgres      ${databaseUrl}
   API key       ${apiKey}
   Stripe        webhook secret ${webhookSecret} (POST ${edgeUrl}/webhooks/stripe)
-  Emails        captured locally (no RESEND_API_KEY): see the worker log and table email_messages
+  Emails        ${process.env.RESEND_API_KEY ? "sent through Resend (RESEND_API_KEY is set)" : "captured locally (no RESEND_API_KEY): see the worker log and table email_messages"}
 
 Try it:
   curl -s -X POST ${edgeUrl}/v1/events -H 'Authorization: Bearer ${apiKey}' -H 'Content-Type: application/json' -d '${body}'
   npm run stripe:send -- customer.subscription.created
 `);
-  await new Promise<void>((done) => {
-    for (const child of [edge.child, worker]) child.once("exit", () => done());
-    for (const signal of ["SIGINT", "SIGTERM"] as const) process.once(signal, () => done());
+  // Until Ctrl-C — or until the edge or the worker dies on its own, which stops the rest too.
+  const crashed = await new Promise<string | undefined>((done) => {
+    for (const [name, child] of [["edge", edge.child], ["worker", worker]] as const) {
+      child.once("exit", (code, signal) => done(`the ${name} exited (${signal ?? `code ${code}`})`));
+    }
+    for (const signal of ["SIGINT", "SIGTERM"] as const) process.once(signal, () => done(undefined));
   });
+  if (crashed) throw new Error(crashed);
 }
 
 async function shutdown(code: number): Promise<never> {

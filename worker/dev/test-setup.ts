@@ -21,28 +21,35 @@ declare module "vitest" {
 export default async function setup(project: TestProject) {
   const dataDir = join(ROOT, ".data/test", String(process.pid));
   const stops: Array<() => Promise<void>> = [];
-  const redis = await startRedis({ dataDir: join(dataDir, "redis"), tls: true });
-  stops.push(redis.stop);
-  const upstash = await startUpstashStandIn({ redisUrl: process.env.REDIS_URL ?? redis.url, token: secret() });
-  stops.push(upstash.stop);
-  let databaseUrl = process.env.DATABASE_URL;
-  if (!databaseUrl) {
-    const pg = await startPostgres({ dataDir: join(dataDir, "postgres") });
-    stops.push(pg.stop);
-    databaseUrl = pg.url;
-  }
-  const { migrate } = await import("../migrate.ts");
-  await migrate(databaseUrl);
-  project.provide("redisUrl", process.env.REDIS_URL ?? redis.url);
-  project.provide("redisTlsUrl", redis.tlsUrl ?? "");
-  project.provide("databaseUrl", databaseUrl);
-  project.provide("caCertPath", testTls().caCert);
-  project.provide("upstashUrl", upstash.url);
-  project.provide("upstashToken", upstash.token);
-  return async () => {
+  const teardown = async () => {
     for (const stop of stops.reverse()) await stop();
     // Every test's own Redis/Postgres data lives under .data/test (AOF files of stopped servers);
     // nothing there outlives the run.
     rmSync(join(ROOT, ".data/test"), { recursive: true, force: true });
   };
+  try {
+    const redis = await startRedis({ dataDir: join(dataDir, "redis"), tls: true });
+    stops.push(redis.stop);
+    const upstash = await startUpstashStandIn({ redisUrl: process.env.REDIS_URL ?? redis.url, token: secret() });
+    stops.push(upstash.stop);
+    let databaseUrl = process.env.DATABASE_URL;
+    if (!databaseUrl) {
+      const pg = await startPostgres({ dataDir: join(dataDir, "postgres") });
+      stops.push(pg.stop);
+      databaseUrl = pg.url;
+    }
+    const { migrate } = await import("../migrate.ts");
+    await migrate(databaseUrl);
+    project.provide("redisUrl", process.env.REDIS_URL ?? redis.url);
+    project.provide("redisTlsUrl", redis.tlsUrl ?? "");
+    project.provide("databaseUrl", databaseUrl);
+    project.provide("caCertPath", testTls().caCert);
+    project.provide("upstashUrl", upstash.url);
+    project.provide("upstashToken", upstash.token);
+  } catch (err) {
+    // A half-started setup must not leave servers running behind a failed run.
+    await teardown().catch(() => {});
+    throw err;
+  }
+  return teardown;
 }
