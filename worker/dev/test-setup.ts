@@ -23,9 +23,9 @@ export default async function setup(project: TestProject) {
   const stops: Array<() => Promise<void>> = [];
   const teardown = async () => {
     for (const stop of stops.reverse()) await stop();
-    // Every test's own Redis/Postgres data lives under .data/test (AOF files of stopped servers);
-    // nothing there outlives the run.
-    rmSync(join(ROOT, ".data/test"), { recursive: true, force: true });
+    // This run's Redis/Postgres data lives under .data/test/<pid>; nothing there outlives the run.
+    // Only our own folder: a concurrent run's data sits beside it.
+    rmSync(dataDir, { recursive: true, force: true });
   };
   try {
     const redis = await startRedis({ dataDir: join(dataDir, "redis"), tls: true });
