@@ -33,6 +33,14 @@ export interface CreateDbOptions {
   driver?: DbDriver | undefined;
   /** Pool size; the fleet's handlers batch writes, so a few connections go a long way. */
   max?: number;
+  /** Bound on opening a connection, ms (default 5 000). */
+  connectTimeoutMs?: number;
+  /**
+   * Bound on one query, ms (default 15 000): enforced by the server (`statement_timeout`) and, for a
+   * server that stopped answering altogether, by the client (`query_timeout`), which then discards
+   * the connection. Either way the caller gets an error the runner reads as an outage.
+   */
+  queryTimeoutMs?: number;
   neon?: NeonOverrides;
 }
 
@@ -54,13 +62,32 @@ export function createDb(url: string, options: CreateDbOptions = {}): Database {
     // each write at once is cheaper on a long-lived server process.
     neonConfig.coalesceWrites = false;
     if (options.neon) Object.assign(neonConfig, options.neon);
-    const neonPool = new NeonPool({ connectionString: url, max });
+    const neonPool = new NeonPool({
+      connectionString: url,
+      max,
+      connectionTimeoutMillis: options.connectTimeoutMs ?? 5_000,
+      statement_timeout: options.queryTimeoutMs ?? 15_000,
+      query_timeout: (options.queryTimeoutMs ?? 15_000) + 1_000,
+      idleTimeoutMillis: 30_000,
+    });
     // An idle client's socket error is emitted on the pool; unhandled it would crash the process.
     neonPool.on("error", (err: Error) => logPoolError(driver, err));
     db = drizzleNeon({ client: neonPool });
     pool = neonPool;
   } else {
-    const pgPool = new pg.Pool({ connectionString: url, max, connectionTimeoutMillis: 5_000 });
+    const queryTimeout = options.queryTimeoutMs ?? 15_000;
+    const pgPool = new pg.Pool({
+      connectionString: url,
+      max,
+      connectionTimeoutMillis: options.connectTimeoutMs ?? 5_000,
+      // The server cancels first (a clean 57014); the client bound catches a silent peer.
+      statement_timeout: queryTimeout,
+      query_timeout: queryTimeout + 1_000,
+      idleTimeoutMillis: 30_000,
+      // Keep-alive probes find a connection a NAT or proxy dropped silently while it sat idle.
+      keepAlive: true,
+      keepAliveInitialDelayMillis: 10_000,
+    });
     pgPool.on("error", (err) => logPoolError(driver, err));
     db = drizzlePg({ client: pgPool });
     pool = pgPool;

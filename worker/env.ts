@@ -76,6 +76,20 @@ const EnvSchema = z.object({
    * but it must outlast any event-loop stall, or a healthy job is taken over and runs twice.
    */
   WORKER_LOCK_DURATION_MS: positiveInt.min(1_000).default(30_000),
+  /**
+   * While a dependency (Postgres, Resend, Stripe) is down, its queue's jobs go back to wait without
+   * spending attempts and the queue is held off: first for OUTAGE_BACKOFF_MIN_MS, growing with the
+   * outage's length up to OUTAGE_BACKOFF_MAX_MS between probes (worker/outage.ts).
+   */
+  OUTAGE_BACKOFF_MIN_MS: positiveInt.min(10).default(1_000),
+  OUTAGE_BACKOFF_MAX_MS: positiveInt.min(10).default(30_000),
+  /**
+   * Postgres client bounds, so a dropped or hung connection reads as an outage within seconds instead
+   * of the kernel's TCP timeout. The query bound must stay below WORKER_LOCK_DURATION_MS, or a job
+   * waiting on a hung database would lose its lock and run twice.
+   */
+  DATABASE_CONNECT_TIMEOUT_MS: positiveInt.default(5_000),
+  DATABASE_QUERY_TIMEOUT_MS: positiveInt.default(15_000),
   /** Max rows one audit insert carries. */
   AUDIT_BATCH_MAX: positiveInt.max(5_000).default(500),
   PORT: z.coerce.number().int().min(0).max(65_535).default(8080),
@@ -103,6 +117,10 @@ const EnvSchema = z.object({
    * platform SIGKILLs after that), leaving a few seconds for closing connections.
    */
   SHUTDOWN_TIMEOUT_MS: positiveInt.default(25_000),
+}).superRefine((env, ctx) => {
+  if (env.DATABASE_QUERY_TIMEOUT_MS >= env.WORKER_LOCK_DURATION_MS) {
+    ctx.addIssue({ code: "custom", path: ["DATABASE_QUERY_TIMEOUT_MS"], message: "must be below WORKER_LOCK_DURATION_MS" });
+  }
 });
 
 export interface WorkerConfig {
@@ -117,6 +135,10 @@ export interface WorkerConfig {
   stalledIntervalMs: number;
   lockDurationMs: number;
   auditBatchMax: number;
+  outageBackoffMinMs: number;
+  outageBackoffMaxMs: number;
+  databaseConnectTimeoutMs: number;
+  databaseQueryTimeoutMs: number;
   port: number;
   resendApiKey: string | undefined;
   resendBaseUrl: string | undefined;
@@ -165,6 +187,10 @@ export function parseEnv(source: Record<string, string | undefined>): WorkerConf
     stalledIntervalMs: env.WORKER_STALLED_INTERVAL_MS,
     lockDurationMs: env.WORKER_LOCK_DURATION_MS,
     auditBatchMax: env.AUDIT_BATCH_MAX,
+    outageBackoffMinMs: env.OUTAGE_BACKOFF_MIN_MS,
+    outageBackoffMaxMs: Math.max(env.OUTAGE_BACKOFF_MAX_MS, env.OUTAGE_BACKOFF_MIN_MS),
+    databaseConnectTimeoutMs: env.DATABASE_CONNECT_TIMEOUT_MS,
+    databaseQueryTimeoutMs: env.DATABASE_QUERY_TIMEOUT_MS,
     port: env.PORT,
     resendApiKey: env.RESEND_API_KEY,
     resendBaseUrl: env.RESEND_BASE_URL,

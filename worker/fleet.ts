@@ -8,7 +8,8 @@ import { createAuditHandler } from "./audit/handler.ts";
 import type { Db } from "./db.ts";
 import { createEmailHandler } from "./email/handler.ts";
 import type { WorkerConfig } from "./env.ts";
-import { createProcessor, jsonLog, type FleetHandlers, type Log } from "./runner.ts";
+import { createOutageGate, type OutageGate, type OutageState } from "./outage.ts";
+import { createProcessor, DEFAULT_OUTAGE_BACKOFF, jsonLog, type FleetHandlers, type Log } from "./runner.ts";
 import { checkEvictionPolicy, reconnectDelay } from "./redis-checks.ts";
 import { createStripeApi, createStripeWebhookHandler } from "./stripe/handler.ts";
 
@@ -23,7 +24,8 @@ export type FleetConfig = Pick<
   | "stalledIntervalMs"
   | "lockDurationMs"
   | "emailRatePerSecond"
->;
+> &
+  Partial<Pick<WorkerConfig, "outageBackoffMinMs" | "outageBackoffMaxMs">>;
 
 export interface FleetDeps {
   handlers: FleetHandlers;
@@ -36,6 +38,8 @@ export interface Fleet {
   readonly workers: ReadonlyMap<QueueName, Worker>;
   /** Redis PING on the fleet's command connection; rejects fast when disconnected. */
   ping(): Promise<void>;
+  /** Queues currently held off because a dependency is down (worker/outage.ts). */
+  outages(): Partial<Record<QueueName, OutageState>>;
   /**
    * Stops taking jobs and waits for running ones. After `timeoutMs` the remaining jobs are
    * abandoned (`close(true)`): their locks lapse and BullMQ's stalled check hands them to another
@@ -118,6 +122,11 @@ export async function startFleet(config: FleetConfig, deps: FleetDeps): Promise<
   }
 
   const workers = new Map<QueueName, Worker>();
+  const gates = new Map<QueueName, OutageGate>();
+  const backoff = {
+    minMs: config.outageBackoffMinMs ?? DEFAULT_OUTAGE_BACKOFF.minMs,
+    maxMs: config.outageBackoffMaxMs ?? DEFAULT_OUTAGE_BACKOFF.maxMs,
+  };
   for (const queue of config.queues) {
     const contract = contracts[queue];
     const handler = deps.handlers[queue];
@@ -135,18 +144,38 @@ export async function startFleet(config: FleetConfig, deps: FleetDeps): Promise<
     };
     // The cast bridges one contract's handler type to the union the map holds; createProcessor
     // re-validates job.data against that same contract before calling it.
-    const worker = new Worker(queue, createProcessor(contract, handler as never, log), options);
+    const gate = createOutageGate(backoff);
+    let worker: Worker | undefined;
+    const processor = createProcessor(contract, handler as never, {
+      log,
+      outages: gate,
+      // BullMQ's manual rate limit: sets the queue's limiter key; the job is then moved back to wait.
+      holdOff: async (ms) => {
+        await worker?.rateLimit(ms);
+      },
+    });
+    worker = new Worker(queue, processor, options);
+    gates.set(queue, gate);
     // Without a listener an 'error' event would throw; BullMQ reconnects by itself.
     worker.on("error", (err) => log("warn", "worker error", { queue, error: err.message }));
     workers.set(queue, worker);
   }
   await Promise.all([...workers.values()].map((w) => w.waitUntilReady()));
+  await announce(redis, config, log);
 
   return {
     workers,
     ping: async () => {
       const reply = await redis.ping();
       if (reply !== "PONG") throw new Error(`unexpected PING reply ${reply}`);
+    },
+    outages: () => {
+      const out: Partial<Record<QueueName, OutageState>> = {};
+      for (const [queue, gate] of gates) {
+        const state = gate.current();
+        if (state) out[queue] = state;
+      }
+      return out;
     },
     close: async (timeoutMs) => {
       const closing = Promise.all([...workers.values()].map((w) => w.close()));
@@ -164,6 +193,22 @@ export async function startFleet(config: FleetConfig, deps: FleetDeps): Promise<
       return { drained };
     },
   };
+}
+
+/**
+ * Leaves the hash `<prefix>:edgefleet:fleet` (field = queue, value = ISO start time of the latest
+ * worker for it) for the edge's `/v1/health`: an edge configured with another QUEUE_PREFIX than any
+ * fleet would accept jobs nobody processes; the key makes that visible. No expiry: a fleet scaled to
+ * zero still owns its prefix.
+ */
+export function fleetKey(prefix: string): string {
+  return `${prefix}:edgefleet:fleet`;
+}
+
+async function announce(redis: Redis, config: FleetConfig, log: Log): Promise<void> {
+  const startedAt = new Date().toISOString();
+  await redis.hset(fleetKey(config.queuePrefix), Object.fromEntries(config.queues.map((q) => [q, startedAt])));
+  log("info", "fleet announced", { prefix: config.queuePrefix, key: fleetKey(config.queuePrefix) });
 }
 
 /** SCRIPT LOAD the edge's scripts so its EVALSHA hits; checks Redis agrees on each SHA-1. */

@@ -19,7 +19,11 @@ try {
   process.exit(2);
 }
 
-const database = createDb(config.databaseUrl, { driver: config.databaseDriver });
+const database = createDb(config.databaseUrl, {
+  driver: config.databaseDriver,
+  connectTimeoutMs: config.databaseConnectTimeoutMs,
+  queryTimeoutMs: config.databaseQueryTimeoutMs,
+});
 let fleet: Fleet;
 try {
   fleet = await startFleet(config, { handlers: createHandlers(database.db, config), log });

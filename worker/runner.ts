@@ -1,12 +1,20 @@
-import { UnrecoverableError, type Job, type Processor } from "bullmq";
+import { UnrecoverableError, Worker, type Job, type Processor } from "bullmq";
 import type { z } from "zod";
 import type { JobContract, JobData } from "../shared/jobs/contract.ts";
 import type { contracts } from "../shared/jobs/registry.ts";
+import { createOutageGate, findOutage, publicMessage, type OutageBackoff, type OutageGate } from "./outage.ts";
+
+export { DependencyDownError } from "./outage.ts";
 
 /**
  * The one generic runner: contract + plain handler → BullMQ processor. It validates the payload,
- * writes one log line per job and turns failures into the two signals BullMQ understands:
- * `UnrecoverableError` (stop retrying) or any other error (retry with the contract's backoff).
+ * writes one log line per job and turns failures into the three signals BullMQ understands:
+ * - `UnrecoverableError`: the job can never succeed; stop retrying.
+ * - a plain error: the job failed this time; retry with the contract's backoff (spends an attempt).
+ * - BullMQ's `RateLimitError` after `worker.rateLimit(ms)`: a dependency is down (worker/outage.ts);
+ *   the job goes back to wait WITHOUT spending an attempt (BullMQ's moveJobFromActiveToWait leaves
+ *   `attemptsMade` alone) and this worker fetches nothing for `ms`.
+ * Whatever leaves the process (log line, failedReason) carries `publicMessage`, never payload values.
  */
 
 /** Thrown by handlers for failures no retry can fix (4xx from a provider, unknown template, …). */
@@ -44,11 +52,28 @@ export type Handler<C extends JobContract> = (data: JobData<C>, ctx: JobContext)
 export type Handlers<M extends Record<string, JobContract>> = { [K in keyof M]: Handler<M[K]> };
 export type FleetHandlers = Handlers<typeof contracts>;
 
+export interface ProcessorOptions {
+  log?: Log;
+  /**
+   * Holds the queue off for `ms` (the fleet passes `worker.rateLimit`). Absent, outages are retried
+   * like any other failure — only for unit tests that have no Worker.
+   */
+  holdOff?: (ms: number) => Promise<void>;
+  /** This queue's outage bookkeeping; shared with /readyz. */
+  outages?: OutageGate;
+  backoff?: OutageBackoff;
+}
+
+export const DEFAULT_OUTAGE_BACKOFF: OutageBackoff = { minMs: 1_000, maxMs: 30_000 };
+
 export function createProcessor<C extends JobContract>(
   contract: C,
   handler: Handler<C>,
-  log: Log = jsonLog,
+  options: ProcessorOptions | Log = {},
 ): Processor<unknown, unknown> {
+  const opts = typeof options === "function" ? { log: options } : options;
+  const log = opts.log ?? jsonLog;
+  const outages = opts.outages ?? createOutageGate(opts.backoff ?? DEFAULT_OUTAGE_BACKOFF);
   return async (job: Job<unknown, unknown>) => {
     const started = performance.now();
     const attempt = job.attemptsMade + 1;
@@ -71,9 +96,26 @@ export function createProcessor<C extends JobContract>(
         log,
       };
       const result = await handler(data, ctx);
+      const ended = outages.up();
+      if (ended) log("info", "dependency back; queue resumed", { queue: contract.queue, dependency: ended.dependency, since: ended.since, jobsReturned: ended.jobsReturned });
       log("info", "job completed", { ...fields, durationMs: elapsed(started), outcome: "completed" });
       return result;
     } catch (err) {
+      const outage = opts.holdOff ? findOutage(err) : undefined;
+      if (outage && opts.holdOff) {
+        const holdMs = outages.down(outage);
+        log("warn", "dependency down; job returned to wait, no attempt spent", {
+          ...fields,
+          durationMs: elapsed(started),
+          outcome: "returned",
+          dependency: outage.dependency,
+          holdMs,
+          error: publicMessage(err),
+        });
+        // If Redis itself is down this fails too; BullMQ then retries moving the job on its own.
+        await opts.holdOff(holdMs).catch(() => undefined);
+        throw Worker.RateLimitError();
+      }
       const signal = classify(err);
       const permanent = signal instanceof UnrecoverableError;
       log(permanent || attempt >= maxAttempts ? "error" : "warn", "job failed", {
@@ -81,9 +123,7 @@ export function createProcessor<C extends JobContract>(
         durationMs: elapsed(started),
         outcome: permanent ? "failed-permanently" : attempt >= maxAttempts ? "failed" : "will-retry",
         errorName: err instanceof Error ? err.name : typeof err,
-        // Messages are ours or a provider's error text, not payloads; capped so a runaway message
-        // can't flood the log.
-        error: signal.message.slice(0, 500),
+        error: signal.message,
       });
       throw signal;
     }
@@ -109,12 +149,15 @@ function describeIssues(issues: readonly z.core.$ZodIssue[]): string {
     .join("; ");
 }
 
-/** BullMQ stops retrying only for `UnrecoverableError` (checked by class or name). */
+/**
+ * The error BullMQ gets: it stops retrying only for `UnrecoverableError` (checked by class or name),
+ * and stores the message as `failedReason` (returned by `GET /v1/jobs`) and the stack — so the error
+ * is always a fresh one carrying `publicMessage`, never the original with its query parameters.
+ */
 export function classify(err: unknown): Error {
-  if (err instanceof UnrecoverableError) return err;
-  if (err instanceof PermanentError) return new UnrecoverableError(err.message);
-  if (err instanceof Error) return err;
-  return new Error(typeof err === "string" ? err : "non-Error thrown");
+  const message = publicMessage(err);
+  if (err instanceof UnrecoverableError || err instanceof PermanentError) return new UnrecoverableError(message);
+  return new Error(message);
 }
 
 function elapsed(started: number): number {

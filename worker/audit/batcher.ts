@@ -6,6 +6,11 @@
  * an idle process writes a lone item at once (no added latency, no timers), and under load the
  * items that arrive during one write ride together in the next: the batch size adapts to the
  * database's round-trip time. A full batch does not wait for the write in flight.
+ *
+ * One bad item must not fail its neighbours: when a multi-item write fails and `isolate(err)` says
+ * the error may belong to one item (a value the database refuses, not an outage), the batch is split
+ * in halves and each half written again, down to single items — so only the guilty item's job fails,
+ * at the cost of about 2·log2(n) extra writes for one poison item in n.
  */
 
 export interface BatcherStats {
@@ -15,6 +20,8 @@ export interface BatcherStats {
   written: number;
   failedFlushes: number;
   largestBatch: number;
+  /** Failed multi-item writes that were split to find the failing item(s). */
+  splits: number;
 }
 
 export interface Batcher<T> {
@@ -30,13 +37,43 @@ interface Waiting<T> {
   reject: (err: unknown) => void;
 }
 
-export function createBatcher<T>(write: (items: T[]) => Promise<void>, maxBatch: number): Batcher<T> {
+export interface BatcherOptions {
+  /** True when a failed write should be retried in halves; default: never (fail the whole batch). */
+  isolate?: (err: unknown) => boolean;
+}
+
+export function createBatcher<T>(
+  write: (items: T[]) => Promise<void>,
+  maxBatch: number,
+  options: BatcherOptions = {},
+): Batcher<T> {
   if (!Number.isInteger(maxBatch) || maxBatch < 1) throw new RangeError("maxBatch must be a positive integer");
   let waiting: Waiting<T>[] = [];
   let inFlight = 0;
   let scheduled = false;
   let idleWaiters: Array<() => void> = [];
-  const stats: BatcherStats = { flushes: 0, written: 0, failedFlushes: 0, largestBatch: 0 };
+  const stats: BatcherStats = { flushes: 0, written: 0, failedFlushes: 0, largestBatch: 0, splits: 0 };
+  const isolate = options.isolate ?? (() => false);
+
+  /** Writes a batch, settling each item; never rejects. */
+  const settle = async (batch: Waiting<T>[]): Promise<void> => {
+    try {
+      // write() may throw synchronously; the async function turns that into a rejection.
+      await write(batch.map((w) => w.item));
+      stats.written += batch.length;
+      for (const w of batch) w.resolve();
+    } catch (err) {
+      stats.failedFlushes++;
+      if (batch.length > 1 && isolate(err)) {
+        stats.splits++;
+        const half = Math.ceil(batch.length / 2);
+        await settle(batch.slice(0, half));
+        await settle(batch.slice(half));
+        return;
+      }
+      for (const w of batch) w.reject(err);
+    }
+  };
 
   const flush = () => {
     const batch = waiting.splice(0, maxBatch);
@@ -44,28 +81,15 @@ export function createBatcher<T>(write: (items: T[]) => Promise<void>, maxBatch:
     inFlight++;
     stats.flushes++;
     stats.largestBatch = Math.max(stats.largestBatch, batch.length);
-    // write() may throw synchronously; the promise chain turns that into a rejection of the batch.
-    Promise.resolve()
-      .then(() => write(batch.map((w) => w.item)))
-      .then(
-        () => {
-          stats.written += batch.length;
-          for (const w of batch) w.resolve();
-        },
-        (err: unknown) => {
-          stats.failedFlushes++;
-          for (const w of batch) w.reject(err);
-        },
-      )
-      .finally(() => {
-        inFlight--;
-        if (waiting.length > 0 && inFlight === 0) flush();
-        if (waiting.length === 0 && inFlight === 0) {
-          const done = idleWaiters;
-          idleWaiters = [];
-          for (const d of done) d();
-        }
-      });
+    void settle(batch).finally(() => {
+      inFlight--;
+      if (waiting.length > 0 && inFlight === 0) flush();
+      if (waiting.length === 0 && inFlight === 0) {
+        const done = idleWaiters;
+        idleWaiters = [];
+        for (const d of done) d();
+      }
+    });
   };
 
   return {
