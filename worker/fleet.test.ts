@@ -1,9 +1,13 @@
+import { rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { Redis } from "ioredis";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { EDGE_SCRIPTS } from "../shared/jobs/bullmq-scripts.ts";
 import { auditContract } from "../shared/jobs/audit.ts";
 import { createAuditHandler } from "./audit/handler.ts";
 import type { Database } from "./db.ts";
+import { startRedis } from "./dev/local-services.ts";
 import { createEmailHandler } from "./email/handler.ts";
 import { redisOptions } from "./fleet.ts";
 import type { Handler } from "./runner.ts";
@@ -31,14 +35,24 @@ function auditEvent() {
 
 describe("startFleet", () => {
   it("preloads the edge's scripts so their SHA-1s are known to Redis", async () => {
-    const t = await startTestFleet({ handlers: handlers(createAuditHandler(database.db).handle), log: () => {} });
-    const redis = new Redis(redisOptions(inject("redisUrl")));
+    // A Redis of its own: on the run's shared one, other files EVAL the same scripts (and some
+    // flush the script cache), so the check could pass, or fail, whatever startFleet did.
+    const dataDir = join(tmpdir(), uniqueId("edgefleet-fleet-scripts"));
+    const server = await startRedis({ dataDir });
+    const redis = new Redis(redisOptions(server.url));
     try {
       const shas = await Promise.all(EDGE_SCRIPTS.map((s) => s.sha1()));
+      expect(await redis.script("EXISTS", ...shas)).toEqual(shas.map(() => 0));
+      const t = await startTestFleet(
+        { handlers: handlers(createAuditHandler(database.db).handle), log: () => {} },
+        { redisUrl: server.url, queues: ["audit"] },
+      );
+      await t.stop();
       expect(await redis.script("EXISTS", ...shas)).toEqual(shas.map(() => 1));
     } finally {
       redis.disconnect();
-      await t.stop();
+      await server.stop();
+      await rm(dataDir, { recursive: true, force: true });
     }
   });
 
