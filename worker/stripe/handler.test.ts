@@ -1,5 +1,7 @@
 import { eq } from "drizzle-orm";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { stripeCustomers } from "../../shared/db/stripe-customers.ts";
+import { stripeInvoices } from "../../shared/db/stripe-invoices.ts";
 import { stripeSubscriptions } from "../../shared/db/stripe-subscriptions.ts";
 import { webhookEvents } from "../../shared/db/webhook-events.ts";
 import { StripeWebhookJob, stripeWebhookContract } from "../../shared/jobs/stripe-webhook.ts";
@@ -68,6 +70,17 @@ describe("stripe-webhook queue", () => {
     expect(await eventRow(older.id)).toMatchObject({ status: "PROCESSED", outcome: "stale" });
   });
 
+  it("stores an IDR invoice of 2,500,000,000 minor units exactly (beyond a 32-bit integer)", async () => {
+    const event = sampleEvent("invoice.paid");
+    const object = event.data.object;
+    const amount = 2_500_000_000;
+    const idr = { ...event, data: { object: { ...object, currency: "idr", amount_due: amount, amount_paid: amount, amount_remaining: 0 } } };
+    expect((await run(idr)).returnvalue).toEqual({ status: "processed", outcome: "applied" });
+    const [invoice] = await database.db.select().from(stripeInvoices).where(eq(stripeInvoices.stripeInvoiceId, object.id as string));
+    expect(invoice).toMatchObject({ currency: "idr", amountDue: amount, amountPaid: amount, status: "paid" });
+    expect(await eventRow(event.id)).toMatchObject({ status: "PROCESSED", attempts: 1 });
+  });
+
   it("stores an unknown event type as PROCESSED with no side effects", async () => {
     const event = sampleEvent("customer.tax_id.created");
     expect((await run(event)).returnvalue).toEqual({ status: "processed", outcome: "ignored" });
@@ -82,11 +95,15 @@ describe("stripe-webhook queue", () => {
     expect(await eventRow(event.id)).toMatchObject({ status: "FAILED", attempts: 1, error: expect.stringMatching(/customer/) });
   });
 
-  it("skips the Stripe API call at checkout with a log line when no secret key is configured", async () => {
-    const [checkout] = customerLifecycle(lifecycleIds());
-    await run(checkout!);
-    const line = logs.lines.find((l) => l.msg === "STRIPE_SECRET_KEY not set; skipping subscription fetch" && l.eventId === checkout!.id);
-    expect(line).toMatchObject({ level: "info", subscriptionId: (checkout!.data.object as { subscription: string }).subscription });
+  it("applies a checkout without a secret key: the customer's identity is stored, no subscription row is written", async () => {
+    const ids = lifecycleIds();
+    const [checkout] = customerLifecycle(ids);
+    expect((await run(checkout!)).returnvalue).toEqual({ status: "processed", outcome: "applied" });
+    const [customer] = await database.db.select().from(stripeCustomers).where(eq(stripeCustomers.stripeCustomerId, ids.customer));
+    expect(customer).toMatchObject({ email: "ada@example.com", name: "Ada Lovelace", checkoutSessionId: ids.session, lastEventId: checkout!.id });
+    // Without the key the subscription is not fetched, so the checkout writes no subscription row.
+    expect(await database.db.select().from(stripeSubscriptions).where(eq(stripeSubscriptions.stripeSubscriptionId, ids.subscription))).toEqual([]);
+    expect(await eventRow(checkout!.id)).toMatchObject({ status: "PROCESSED", outcome: "applied", attempts: 1, error: null });
   });
 
   it("replays a FAILED event as a new job, records the replay and ends PROCESSED", async () => {
