@@ -1,6 +1,6 @@
 import type { Context } from "hono";
 import type { z } from "zod";
-import { JOB_ID_PATTERN } from "../shared/jobs/contract.ts";
+import { jobIdProblem } from "../shared/jobs/contract.ts";
 import { ApiError, validationError } from "./errors.ts";
 
 /** Parses the raw body as JSON (whatever the Content-Type claims) or answers 400 invalid_json. */
@@ -23,17 +23,12 @@ export function parseWith<S extends z.ZodType>(schema: S, value: unknown, prefix
 
 /**
  * The `Idempotency-Key` header, if sent. It becomes (part of) a BullMQ job id, so it must be
- * usable as one: no ':' and not all digits (see JOB_ID_PATTERN).
+ * usable as one: the id alphabet, not all digits, and not one of a queue's own key names.
  */
 export function idempotencyKey(c: Context): string | undefined {
   const key = c.req.header("idempotency-key");
   if (key === undefined) return undefined;
-  if (!JOB_ID_PATTERN.test(key)) {
-    throw new ApiError(
-      "invalid_idempotency_key",
-      "Idempotency-Key must be 1–200 characters of A-Z a-z 0-9 _ - . ~ and not all digits",
-      { field: "Idempotency-Key" },
-    );
-  }
+  const problem = jobIdProblem(key);
+  if (problem) throw new ApiError("invalid_idempotency_key", `Idempotency-Key ${problem}`, { field: "Idempotency-Key" });
   return key;
 }

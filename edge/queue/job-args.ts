@@ -8,7 +8,7 @@
  * conformance test compares bytes, so the object operations below copy BullMQ's literally.
  */
 import { Packr } from "msgpackr/pack";
-import type { JobOptions } from "../../shared/jobs/contract.ts";
+import { RESERVED_JOB_IDS, type JobOptions } from "../../shared/jobs/contract.ts";
 import {
   addDelayedJobScript,
   addPrioritizedJobScript,
@@ -79,6 +79,8 @@ function validate(opts: Record<string, unknown>): void {
     if (jobId === "0" || jobId.startsWith("0:")) throw new InvalidJobOptionsError("JobId cannot be '0' or start with '0:'");
     if (`${parseInt(jobId, 10)}` === jobId) throw new InvalidJobOptionsError("Custom Id cannot be integers");
     if (jobId.includes(":")) throw new InvalidJobOptionsError("Custom Id cannot contain :");
+    // Not a bullmq check: the last line of defence if a route forgot isValidJobId.
+    if (RESERVED_JOB_IDS.has(jobId)) throw new InvalidJobOptionsError(`Custom Id "${jobId}" is one of the queue's own key names`);
   }
   if (typeof priority === "number" && priority !== 0) {
     if (Math.trunc(priority) !== priority) throw new InvalidJobOptionsError("Priority should not be float");

@@ -2,7 +2,7 @@
  * The edge's BullMQ producer: enqueue jobs and read their status through any `RedisTransport`,
  * running BullMQ's own scripts so a plain Node BullMQ Worker consumes what the edge produces.
  */
-import { DEFAULT_QUEUE_PREFIX, type JobContract, type JobData, type JobOptions } from "../../shared/jobs/contract.ts";
+import { DEFAULT_QUEUE_PREFIX, RESERVED_JOB_IDS, type JobContract, type JobData, type JobOptions } from "../../shared/jobs/contract.ts";
 import { getStateScript } from "../../shared/jobs/bullmq-scripts.ts";
 import { buildAddJob, queueKey } from "./job-args.ts";
 import { RespError, type Reply } from "./resp.ts";
@@ -107,6 +107,8 @@ export function createProducer(transport: RedisTransport, options: ProducerOptio
   }
 
   async function getJob(queue: string, id: string): Promise<JobStatus | null> {
+    // `<prefix>:<queue>:meta` is the queue's settings, not a job: no job can carry such an id.
+    if (RESERVED_JOB_IDS.has(id) || id.includes(":")) return null;
     const key = (type: string) => queueKey(prefix, queue, type);
     const stateKeys = ["completed", "failed", "delayed", "active", "wait", "paused", "waiting-children", "prioritized"].map(key);
     // Hash and state in one round trip; the two reads are not atomic, which is fine for a status view.

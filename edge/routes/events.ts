@@ -1,6 +1,7 @@
 import { Hono } from "hono";
 import { z } from "zod";
 import { AuditEvent, auditContract, type AuditJob } from "../../shared/jobs/audit.ts";
+import { jobIdProblem } from "../../shared/jobs/contract.ts";
 import { idempotencyKey, parseWith, readJson } from "../body.ts";
 import { ApiError } from "../errors.ts";
 import type { QueueVariables } from "../queue-middleware.ts";
@@ -13,12 +14,18 @@ const EventBatch = z.strictObject({
 
 /**
  * The job id of each event: its own `id`, else the request's Idempotency-Key (suffixed with the
- * position in a batch), else a fresh UUID. Any of these makes a re-send return the same job.
+ * position in a batch), else a fresh UUID. Any of these makes a re-send return the same job. The
+ * final id is checked, not only its parts: it must name this job and nothing else in Redis.
  */
 function eventJobId(event: AuditEvent, key: string | undefined, index: number, batch: boolean): string {
-  if (event.id) return event.id;
-  if (key) return batch ? `${key}.${index}` : key;
-  return crypto.randomUUID();
+  const id = event.id ?? (key ? (batch ? `${key}.${index}` : key) : crypto.randomUUID());
+  const problem = jobIdProblem(id);
+  if (problem && event.id) {
+    const field = batch ? `events[${index}].id` : "id";
+    throw new ApiError("validation_failed", `${field} ${problem}`, { field });
+  }
+  if (problem) throw new ApiError("invalid_idempotency_key", `Idempotency-Key: the job id "${id}" ${problem}`, { field: "Idempotency-Key" });
+  return id;
 }
 
 export const events = new Hono<{ Variables: QueueVariables }>().post("/", async (c) => {

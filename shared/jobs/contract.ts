@@ -53,6 +53,30 @@ export type JobData<C extends JobContract> = z.output<C["schema"]>;
  */
 export const JOB_ID_PATTERN = /^(?!\d+$)[A-Za-z0-9_\-.~]{1,200}$/;
 
+/**
+ * Names a job id must never take. A job's hash lives at `<prefix>:<queue>:<id>`, the same place as
+ * the queue's own keys `<prefix>:<queue>:<type>`: a job called "active" overwrites the active list
+ * (every later job fails with WRONGTYPE), "wait" breaks every add, "meta" makes a job out of the
+ * queue's settings. The list is every type bullmq 6.7.0's `QueueKeys.getKeys` produces (a node
+ * test asserts that, so a bullmq bump that adds one fails CI), plus the colon-free key types its
+ * scripts and classes build by hand: `priority` and `delay` (legacy keys still cleaned up by
+ * obliterate), and `metrics` (the stem of `metrics:completed`). Keys with a ':' after the type
+ * (`<id>:logs`, `repeat:<k>`, `de:<k>` …) cannot collide: ids never contain ':'.
+ */
+export const RESERVED_JOB_IDS: ReadonlySet<string> = new Set([
+  "active", "wait", "waiting-children", "paused", "id", "delayed", "prioritized", "stalled-check",
+  "completed", "failed", "stalled", "repeat", "limiter", "meta", "events", "pc", "marker", "de",
+  "priority", "delay", "metrics",
+]);
+
+/** Whether a caller-chosen id may name a job: the id alphabet, and none of the queue's own keys. */
 export function isValidJobId(id: string): boolean {
-  return JOB_ID_PATTERN.test(id);
+  return JOB_ID_PATTERN.test(id) && !RESERVED_JOB_IDS.has(id);
+}
+
+/** Why `id` is refused, for a 400 message; undefined when it is valid. Never echoes the id. */
+export function jobIdProblem(id: string): string | undefined {
+  if (RESERVED_JOB_IDS.has(id)) return "is reserved: it names one of the queue's own keys in BullMQ";
+  if (!JOB_ID_PATTERN.test(id)) return "must be 1–200 of A-Z a-z 0-9 _ - . ~ and not all digits";
+  return undefined;
 }
