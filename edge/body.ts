@@ -2,17 +2,24 @@ import type { Context } from "hono";
 import type { z } from "zod";
 import { jobIdProblem } from "../shared/jobs/contract.ts";
 import { ApiError, validationError } from "./errors.ts";
+import { checkJsonValues } from "./json-guard.ts";
 
-/** Parses the raw body as JSON (whatever the Content-Type claims) or answers 400 invalid_json. */
+/**
+ * Parses the raw body as JSON (whatever the Content-Type claims) or answers 400 invalid_json, then
+ * refuses values that cannot be stored faithfully (see checkJsonValues) with 400 validation_failed.
+ */
 export async function readJson(c: Context): Promise<unknown> {
   const text = await c.req.text();
   if (text.trim() === "") throw new ApiError("invalid_json", "request body is empty; expected JSON", { field: "body" });
+  let value: unknown;
   try {
-    return JSON.parse(text);
+    value = JSON.parse(text);
   } catch (err) {
     const detail = err instanceof SyntaxError ? `: ${err.message}` : "";
     throw new ApiError("invalid_json", `request body is not valid JSON${detail}`, { field: "body" });
   }
+  checkJsonValues(value);
+  return value;
 }
 
 export function parseWith<S extends z.ZodType>(schema: S, value: unknown, prefix: PropertyKey[] = []): z.output<S> {
