@@ -1,4 +1,5 @@
 import { cloudflareTest } from "@cloudflare/vitest-plugin";
+import { resolve } from "node:path";
 import { defineConfig } from "vitest/config";
 
 // Two projects: "node" (worker fleet, conformance, end-to-end) and "edge" (inside workerd).
@@ -15,6 +16,11 @@ export default defineConfig({
         test: {
           name: "node",
           include: ["worker/**/*.test.ts", "shared/**/*.test.ts", "edge/**/*.node.test.ts"],
+        },
+        // Node tests run the edge's production socket transport; only the runtime's socket
+        // primitive is replaced (see the helper).
+        resolve: {
+          alias: { "cloudflare:sockets": resolve(import.meta.dirname, "edge/queue/node-sockets.test-helper.ts") },
         },
       },
       {

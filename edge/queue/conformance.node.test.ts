@@ -2,24 +2,33 @@
  * The edge producer must be indistinguishable from bullmq's own `Queue.add`: same script, same
  * KEYS/ARGV bytes, same Redis state, and a real BullMQ Worker consumes what it writes. This test is
  * what makes bumping the pinned bullmq version safe.
+ *
+ * The edge side runs through the PRODUCTION socket transport (socket-transport.ts; in Node its
+ * `cloudflare:sockets` import resolves to node-sockets.test-helper.ts). This file flushes and
+ * counts scripts, so it runs on a Redis of its own.
  */
 import { Worker } from "bullmq";
 import { Redis } from "ioredis";
 import { afterAll, afterEach, beforeAll, describe, expect, inject, it, vi } from "vitest";
-import { auditContract } from "../../shared/jobs/audit.ts";
+import { auditContract, type AuditJob } from "../../shared/jobs/audit.ts";
 import { EDGE_SCRIPTS } from "../../shared/jobs/bullmq-scripts.ts";
+import { startRedisForFile, type LocalRedis } from "../../worker/dev/local-services.ts";
 import { addWithBullmq, auditData, bareContract, cases, deleteKeys as deleteKeysIn, T } from "./conformance-cases.test-helper.ts";
 import { buildAddJob, InvalidJobOptionsError } from "./job-args.ts";
-import { createNodeTransport, type NodeTransport } from "./node-transport.test-helper.ts";
 import { createProducer } from "./producer.ts";
 import { snapshotRedis, toBytes, uniquePrefix } from "./redis-state.test-helper.ts";
+import type { RedisCommand } from "./resp.ts";
+import { createSocketTransport } from "./socket-transport.ts";
+import type { RedisTransport } from "./transport.ts";
 
-const redisUrl = inject("redisUrl");
-
+let server: LocalRedis;
+let redisUrl: string;
 let client: Redis;
 const cleanup: Array<() => Promise<unknown>> = [];
 
-beforeAll(() => {
+beforeAll(async () => {
+  server = await startRedisForFile(inject("testDataDir"), "conformance");
+  redisUrl = server.url;
   client = new Redis(redisUrl, { maxRetriesPerRequest: null });
 });
 afterEach(async () => {
@@ -27,14 +36,26 @@ afterEach(async () => {
   for (const fn of cleanup.splice(0).reverse()) await fn();
 });
 afterAll(async () => {
-  await client.quit();
+  await client?.quit();
+  await server?.stop();
 });
 
-function edgeTransport(): NodeTransport {
-  const transport = createNodeTransport(redisUrl);
-  cleanup.push(() => transport.close());
-  return transport;
+/** The production socket transport, recording each pipeline it sends (one per round trip). */
+function edgeTransport(): RedisTransport & { sent: RedisCommand[][] } {
+  const inner = createSocketTransport(redisUrl);
+  const sent: RedisCommand[][] = [];
+  cleanup.push(() => inner.close());
+  return {
+    sent,
+    pipeline(commands) {
+      sent.push([...commands]);
+      return inner.pipeline(commands);
+    },
+    close: () => inner.close(),
+  };
 }
+
+const job = (id: string): AuditJob => ({ ...auditData, id });
 
 describe("edge producer vs bullmq Queue.add", () => {
   it.each(cases)("sends byte-identical KEYS/ARGV and leaves identical Redis state: $title", async (c) => {
@@ -98,6 +119,26 @@ describe("edge producer with real Redis", () => {
     await expect(producer.add({ contract: bareContract, data: {}, opts: { jobId: "123" } })).rejects.toThrow(InvalidJobOptionsError);
     await expect(producer.add({ contract: bareContract, data: {}, opts: { priority: 1.5 } })).rejects.toThrow(/float/);
     expect(transport.sent).toHaveLength(0);
+  });
+
+  it("falls back to EVAL once when Redis has no cached script, and the job still lands", async () => {
+    const prefix = uniquePrefix("f");
+    cleanup.push(() => deleteKeys(prefix));
+    expect(await client.script("FLUSH")).toBe("OK");
+    const transport = edgeTransport();
+    const producer = createProducer(transport, { prefix });
+    const added = await producer.add([
+      { contract: auditContract, data: job("evt-a"), opts: { jobId: "evt-a" } },
+      { contract: auditContract, data: job("evt-b"), opts: { jobId: "evt-b" } },
+    ]);
+    expect(added.map((j) => j.id)).toEqual(["evt-a", "evt-b"]);
+    // The EVALSHA batch, then one EVAL batch for both NOSCRIPT items.
+    expect(transport.sent.map((cmds) => cmds.map((c) => c[0]))).toEqual([["EVALSHA", "EVALSHA"], ["EVAL", "EVAL"]]);
+    expect(await client.lrange(`${prefix}:audit:wait`, 0, -1)).toEqual(["evt-b", "evt-a"]);
+    // Now cached: the next add is a single EVALSHA round trip.
+    await producer.add({ contract: auditContract, data: job("evt-c"), opts: { jobId: "evt-c" } });
+    expect(transport.sent.at(-1)?.map((c) => c[0])).toEqual(["EVALSHA"]);
+    expect(transport.sent).toHaveLength(3);
   });
 
   it("answers ping", async () => {

@@ -1,12 +1,52 @@
-// `npm test`: runs vitest with the throwaway test CA trusted. Miniflare (workerd) reads
-// NODE_EXTRA_CA_CERTS once at start-up, so it has to be in the environment before vitest starts;
-// the edge's TLS tests then reach the test Redis over `rediss://` with full verification.
-import { spawn } from "node:child_process";
+// `npm test`: the type check and vitest, side by side; the run fails if either fails, so a type
+// error (including an unused `@ts-expect-error`) fails CI like a red test. `npm test -- <files or
+// vitest flags>` is a focused run: vitest only (type-check with `npm run typecheck`).
+//
+// vitest runs with the throwaway test CA trusted: Miniflare (workerd) reads NODE_EXTRA_CA_CERTS
+// once at start-up, so it has to be in the environment before vitest starts; the edge's TLS tests
+// then reach the test Redis over `rediss://` with full verification.
+//
+// The app's connection settings are removed from the tests' environment: tests use the servers
+// the global setup starts (or TEST_REDIS_URL / TEST_DATABASE_URL, see worker/dev/test-setup.ts),
+// never a Redis or database the shell configured for the app.
+import { spawn, type ChildProcess } from "node:child_process";
 import { testTls } from "./local-services.ts";
 
-const child = spawn("vitest", ["run", ...process.argv.slice(2)], {
-  stdio: "inherit",
-  env: { ...process.env, NODE_EXTRA_CA_CERTS: testTls().caCert },
-});
-for (const signal of ["SIGINT", "SIGTERM"] as const) process.on(signal, () => child.kill(signal));
-child.on("exit", (code, signal) => process.exit(code ?? (signal ? 1 : 0)));
+const APP_CONNECTIONS = ["REDIS_URL", "DATABASE_URL", "UPSTASH_REDIS_REST_URL", "UPSTASH_REDIS_REST_TOKEN", "REDIS_CA_CERT"];
+
+const args = process.argv.slice(2);
+const env: NodeJS.ProcessEnv = { ...process.env, NODE_EXTRA_CA_CERTS: testTls().caCert };
+for (const name of APP_CONNECTIONS) delete env[name];
+
+const children: ChildProcess[] = [];
+function run(command: string, commandArgs: string[], stdio: "inherit" | "pipe"): Promise<{ code: number; output: string }> {
+  return new Promise((done) => {
+    const child = spawn(command, commandArgs, { stdio: ["ignore", stdio, stdio], env });
+    children.push(child);
+    let output = "";
+    child.stdout?.on("data", (b: Buffer) => (output += b.toString()));
+    child.stderr?.on("data", (b: Buffer) => (output += b.toString()));
+    child.on("error", (err) => done({ code: 1, output: `${command}: ${err.message}\n` }));
+    child.on("exit", (code, signal) => done({ code: code ?? (signal ? 1 : 0), output }));
+  });
+}
+for (const signal of ["SIGINT", "SIGTERM"] as const) {
+  process.on(signal, () => {
+    for (const child of children) child.kill(signal);
+  });
+}
+
+// stdin is not passed on: vitest must not wait for keys, and Ctrl-C still reaches it (same process group).
+const typecheck = args.length === 0 ? run("tsc", ["--noEmit"], "pipe") : undefined;
+const tests = await run("vitest", ["run", ...args], "inherit");
+let code = tests.code;
+if (typecheck) {
+  const { code: tscCode, output } = await typecheck;
+  if (tscCode !== 0) {
+    process.stderr.write(`\n${output}\ntype check failed (tsc --noEmit exited ${tscCode}): npm test fails on type errors\n`);
+    code ||= tscCode;
+  } else {
+    process.stderr.write("type check passed (tsc --noEmit)\n");
+  }
+}
+process.exit(code);

@@ -1,20 +1,38 @@
 // vitest globalSetup: one Redis (plain TCP and TLS) and one Postgres for the whole run, migrated.
-// Tests isolate themselves with unique queue names / key prefixes, never by sharing state.
+// Tests isolate themselves with unique queue names / key prefixes, never by sharing state; a file
+// that flushes, counts or inspects server-wide Redis state starts a Redis of its own
+// (startRedisForFile under `testDataDir`).
+//
+// Tests never use the shell's REDIS_URL / DATABASE_URL: those configure the app, and tests flush
+// scripts and create/drop databases. The servers here are private to the run. A developer who
+// dedicates servers to tests may point them at those instead:
+//   TEST_REDIS_URL      redis://… used instead of the private plain-TCP Redis (the TLS endpoints
+//                       stay private: they need the throwaway test CA)
+//   TEST_DATABASE_URL   postgres://… used instead of the private Postgres (migrated; tests create
+//                       and drop databases on that server)
 import { rmSync } from "node:fs";
 import { join } from "node:path";
 import type { TestProject } from "vitest/node";
 import { startUpstashStandIn } from "../../edge/queue/upstash-stand-in.test-helper.ts";
-import { ROOT, secret, startPostgres, startRedis, testTls } from "./local-services.ts";
+import {
+  ROOT, secret, startPostgres, startRedis, startTlsForwarder, testTls, testTlsRefused,
+} from "./local-services.ts";
 
 declare module "vitest" {
   export interface ProvidedContext {
     redisUrl: string;
     redisTlsUrl: string;
+    /** TLS in front of the test Redis with a certificate from a CA nobody trusts: must be refused. */
+    redisUntrustedTlsUrl: string;
+    /** TLS in front of the test Redis, trusted CA, certificate for another host name: must be refused. */
+    redisWrongHostTlsUrl: string;
     databaseUrl: string;
     caCertPath: string;
     /** The Upstash REST stand-in over the same Redis (edge/queue/upstash-stand-in.test-helper.ts). */
     upstashUrl: string;
     upstashToken: string;
+    /** This run's data folder (.data/test/<pid>), removed at the end: per-file servers keep data here. */
+    testDataDir: string;
   }
 }
 
@@ -30,9 +48,15 @@ export default async function setup(project: TestProject) {
   try {
     const redis = await startRedis({ dataDir: join(dataDir, "redis"), tls: true });
     stops.push(redis.stop);
-    const upstash = await startUpstashStandIn({ redisUrl: process.env.REDIS_URL ?? redis.url, token: secret() });
+    const redisUrl = process.env.TEST_REDIS_URL || redis.url;
+    const upstash = await startUpstashStandIn({ redisUrl, token: secret() });
     stops.push(upstash.stop);
-    let databaseUrl = process.env.DATABASE_URL;
+    const refused = testTlsRefused();
+    const untrusted = await startTlsForwarder(refused.untrusted, redis.port);
+    stops.push(untrusted.stop);
+    const wrongHost = await startTlsForwarder(refused.wrongHost, redis.port);
+    stops.push(wrongHost.stop);
+    let databaseUrl = process.env.TEST_DATABASE_URL;
     if (!databaseUrl) {
       const pg = await startPostgres({ dataDir: join(dataDir, "postgres") });
       stops.push(pg.stop);
@@ -40,12 +64,16 @@ export default async function setup(project: TestProject) {
     }
     const { migrate } = await import("../migrate.ts");
     await migrate(databaseUrl);
-    project.provide("redisUrl", process.env.REDIS_URL ?? redis.url);
+    const auth = `:${encodeURIComponent(redis.password)}@127.0.0.1`;
+    project.provide("redisUrl", redisUrl);
     project.provide("redisTlsUrl", redis.tlsUrl ?? "");
+    project.provide("redisUntrustedTlsUrl", `rediss://${auth}:${untrusted.port}`);
+    project.provide("redisWrongHostTlsUrl", `rediss://${auth}:${wrongHost.port}`);
     project.provide("databaseUrl", databaseUrl);
     project.provide("caCertPath", testTls().caCert);
     project.provide("upstashUrl", upstash.url);
     project.provide("upstashToken", upstash.token);
+    project.provide("testDataDir", dataDir);
   } catch (err) {
     // A half-started setup must not leave servers running behind a failed run.
     await teardown().catch(() => {});
