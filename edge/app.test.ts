@@ -92,11 +92,11 @@ describe("GET /v1/jobs/:queue/:id", () => {
   });
 });
 
-describe("GET /health", () => {
+describe("GET /v1/health", () => {
   it("is ok when Redis answers and 503 with Retry-After when it does not", async () => {
-    expect((await (await testApp()).request("/health")).status).toBe(200);
+    expect((await (await testApp()).request("/v1/health")).status).toBe(200);
     const down = await testApp({ redisUrl: "redis://:x@127.0.0.1:1" });
-    const res = await down.request("/health");
+    const res = await down.request("/v1/health");
     expect(res.status).toBe(503);
     expect(res.headers.get("retry-after")).toBe("2");
     expect(((await res.json()) as ErrorBody).error.code).toBe("queue_unavailable");

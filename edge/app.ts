@@ -26,10 +26,9 @@ export function createApp(deps: AppDeps) {
   app.use(requestId({ headerName: "X-Request-Id" }));
   app.use(queueSession(deps.openQueue));
 
-  app.get("/health", async (c) => {
-    await c.var.queue.ping();
-    return c.json({ status: "ok" });
-  });
+  // Liveness only, and unauthenticated: it must not touch Redis, or anyone could multiply Redis
+  // connections (and Upstash's bill) by calling it. Readiness is /v1/health, behind the API key.
+  app.get("/health", (c) => c.json({ status: "ok" }));
 
   // Before the API-key guard: Stripe authenticates with its signature; the route has its own limit.
   app.route("/webhooks/stripe", stripeWebhooks(deps.stripeWebhookSecrets ?? []));
@@ -43,6 +42,18 @@ export function createApp(deps: AppDeps) {
         onError(new ApiError("payload_too_large", `request body exceeds ${MAX_BODY_BYTES} bytes`, { field: "body" }), c),
     }),
   );
+  app.get("/v1/health", async (c) => {
+    const { prefix, fleet } = await c.var.queue.readiness();
+    const queues = Object.keys(fleet);
+    // Status stays 200: Redis is fine and the edge accepts jobs; a missing fleet is said plainly,
+    // since it usually means the edge and the fleet were given different QUEUE_PREFIX values.
+    return c.json({
+      status: "ok",
+      redis: "ok",
+      fleet: queues.length > 0 ? "seen" : `none on prefix ${prefix}`,
+      ...(queues.length > 0 ? { fleetQueues: fleet } : {}),
+    });
+  });
   app.route("/v1/events", events);
   app.route("/v1/emails", emails);
   app.route("/v1/jobs", jobs);

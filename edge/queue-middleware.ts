@@ -1,5 +1,5 @@
 import { createMiddleware } from "hono/factory";
-import type { EnqueuedJob, EnqueueRequest, JobStatus, Producer } from "./queue/producer.ts";
+import type { EnqueuedJob, EnqueueRequest, JobStatus, Producer, Readiness } from "./queue/producer.ts";
 import { RedisReplyError, TransportError } from "./queue/transport.ts";
 import { ApiError } from "./errors.ts";
 
@@ -14,6 +14,7 @@ export interface QueueApi {
   add(jobs: readonly EnqueueRequest[]): Promise<EnqueuedJob[]>;
   getJob(queue: string, id: string): Promise<JobStatus | null>;
   ping(): Promise<void>;
+  readiness(): Promise<Readiness>;
 }
 
 export type QueueVariables = { requestId: string; queue: QueueApi };
@@ -33,6 +34,7 @@ export function queueSession(open: () => QueueSession) {
       add: (jobs) => guard(() => lazy().add(jobs)),
       getJob: (queue, id) => guard(() => lazy().getJob(queue, id)),
       ping: () => guard(() => lazy().ping()),
+      readiness: () => guard(() => lazy().readiness()),
     });
     try {
       await next();

@@ -62,6 +62,22 @@ export interface Producer {
   getJob(queue: string, id: string): Promise<JobStatus | null>;
   /** Resolves when Redis answers PONG; for health checks. */
   ping(): Promise<void>;
+  /** PING plus, in the same round trip, what the worker fleet announced on this prefix. */
+  readiness(): Promise<Readiness>;
+}
+
+export interface Readiness {
+  prefix: string;
+  /** Queue → ISO start time of the latest fleet process draining it; empty when none announced. */
+  fleet: Record<string, string>;
+}
+
+/**
+ * The hash a worker fleet writes at start-up (worker/fleet.ts `fleetKey`, field = queue, value =
+ * start time). Its absence on the edge's prefix means no fleet drains what the edge enqueues.
+ */
+export function fleetKey(prefix: string): string {
+  return `${prefix}:edgefleet:fleet`;
 }
 
 const STATES = new Set<string>(["waiting", "active", "delayed", "prioritized", "completed", "failed", "waiting-children", "unknown"]);
@@ -143,7 +159,16 @@ export function createProducer(transport: RedisTransport, options: ProducerOptio
     if (reply !== "PONG") throw new Error(`Unexpected PING reply: ${JSON.stringify(reply)}`);
   }
 
-  return { add, getJob, ping };
+  async function readiness(): Promise<Readiness> {
+    const [pong, fleet] = await transport.pipeline([["PING"], ["HGETALL", fleetKey(prefix)]]);
+    if (pong instanceof RespError) throw new RedisReplyError(pong, "PING");
+    if (fleet instanceof RespError) throw new RedisReplyError(fleet, "read the fleet announcement");
+    const queues: Record<string, string> = {};
+    if (Array.isArray(fleet)) for (let i = 0; i + 1 < fleet.length; i += 2) queues[String(fleet[i])] = String(fleet[i + 1]);
+    return { prefix, fleet: queues };
+  }
+
+  return { add, getJob, ping, readiness };
 }
 
 /** Spreads `{ [key]: value }` only when defined (exactOptionalPropertyTypes-friendly). */
