@@ -11,11 +11,23 @@
  * - `Upstash-Encoding: base64`: every string result base64-encoded, except a literal "OK".
  * Not implemented: GET path-style commands, `_token` query auth, /multi-exec, read-your-writes.
  *
+ * Tests can script the next requests' fate (`interpose`): an HTTP error status (before or after
+ * running the commands), an answer that never comes, or a reset connection.
+ *
  * Replies are read as Buffers (ioredis `callBuffer`), so binary values reach the client intact.
  */
 import { createServer, type IncomingMessage, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
 import { Redis } from "ioredis";
+
+/** What happens to one upcoming authorised request instead of a normal answer. */
+export type StandInAction =
+  /** Answer `status` with `{error}`; with `afterRunning`, the commands ran first (answer lost upstream). */
+  | { status: number; error: string; afterRunning?: boolean }
+  /** Never answer (the request stays open until the client gives up or the stand-in stops). */
+  | { hang: true }
+  /** Reset the TCP connection without an HTTP answer. */
+  | { reset: true };
 
 export interface UpstashStandIn {
   /** `http://127.0.0.1:<port>` — what UPSTASH_REDIS_REST_URL would hold. */
@@ -23,6 +35,8 @@ export interface UpstashStandIn {
   token: string;
   /** HTTP requests received (authorised or not); tests assert round trips with it. */
   readonly requests: number;
+  /** Queues actions for the next authorised requests, one each, in order. */
+  interpose(...actions: StandInAction[]): void;
   stop(): Promise<void>;
 }
 
@@ -33,6 +47,7 @@ export async function startUpstashStandIn(options: { redisUrl: string; token: st
   // RESP2 like Upstash's REST layer (integers, bulk strings, arrays; no RESP3 maps).
   const redis = new Redis(options.redisUrl, { protocol: 2, maxRetriesPerRequest: 1 });
   let requests = 0;
+  const scripted: StandInAction[] = [];
 
   async function execute(commands: Command[]): Promise<Array<{ result: unknown } | { error: string }>> {
     const pipeline = redis.pipeline();
@@ -59,13 +74,19 @@ export async function startUpstashStandIn(options: { redisUrl: string; token: st
     }
     const base64 = req.headers["upstash-encoding"] === "base64";
     const path = new URL(req.url ?? "/", "http://stand-in").pathname;
+    const action = scripted.shift();
+    if (action && "hang" in action) return;
+    if (action && "reset" in action) return void req.socket.resetAndDestroy();
     if (path === "/pipeline") {
       if (!Array.isArray(body) || !body.every(isCommand)) return send(400, { error: "ERR pipeline must be an array of commands" });
+      if (action && !action.afterRunning) return send(action.status, { error: action.error });
       const items = await execute(body);
+      if (action) return send(action.status, { error: action.error });
       return send(200, items.map((item) => ("error" in item ? item : { result: toJson(item.result, base64) })));
     }
     if (path === "/") {
       if (!isCommand(body)) return send(400, { error: "ERR command must be a non-empty array" });
+      if (action) return send(action.status, { error: action.error });
       const [item] = await execute([body]);
       if (!item || "error" in item) return send(400, { error: item?.error ?? "ERR no reply" });
       return send(200, { result: toJson(item.result, base64) });
@@ -87,6 +108,9 @@ export async function startUpstashStandIn(options: { redisUrl: string; token: st
     token: options.token,
     get requests() {
       return requests;
+    },
+    interpose(...actions) {
+      scripted.push(...actions);
     },
     async stop() {
       server.closeAllConnections();
