@@ -3,8 +3,8 @@
  *
  * JSON strings carry text, not bytes: BullMQ's msgpack ARGV (bytes ≥ 0x80) would be corrupted.
  * So the transport sends those arguments base64-encoded, and runs a wrapped script instead of
- * BullMQ's: a small pure-Lua base64 decoder that rewrites the encoded ARGV in place (Redis 7
- * allows assigning `ARGV[i]`), followed by BullMQ's script byte for byte.
+ * BullMQ's: a small pure-Lua base64 decoder that builds a decoded local copy of ARGV (the global
+ * table is never assigned to), followed by BullMQ's script byte for byte.
  *
  * Which ARGV are encoded is fixed per script (BINARY_ARGV), not signalled per call: a marker
  * inside the value could collide with a real argument (job ids are caller-chosen), and an extra
@@ -26,11 +26,16 @@ export const BINARY_ARGV: Readonly<Record<string, readonly number[]>> = {
   addPrioritizedJob: [1, 3],
 };
 
-/** Lua 5.1 has no base64 and Upstash's Lua may lack `bit`: plain arithmetic, chunked `unpack`. */
+/**
+ * Lua 5.1 has no base64 and Upstash's Lua may lack `bit`: plain arithmetic, chunked `unpack`.
+ * The decoded arguments go into a chunk-level `local ARGV` that shadows the global table for the
+ * rest of the script: BullMQ's code reads `ARGV[i]` and `#ARGV` unchanged, and nothing assigns to
+ * the global, which Redis permits but an engine of its own (Upstash's) need not.
+ */
 function decoderLua(positions: readonly number[]): string {
   return `-- edgefleet: ARGV[${positions.join("], ARGV[")}] arrive base64-encoded over Upstash REST (JSON
--- cannot carry msgpack bytes); decode them in place, then run BullMQ's script unchanged.
-do
+-- cannot carry msgpack bytes); decode them into a local copy of ARGV, then run BullMQ's script unchanged.
+local ARGV = (function(argv)
   local alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
   local value = {}
   for i = 1, 64 do value[string.byte(alphabet, i)] = i - 1 end
@@ -50,8 +55,11 @@ do
     for i = 1, n, 4096 do parts[#parts + 1] = string.char(unpack(bytes, i, math.min(i + 4095, n))) end
     return table.concat(parts)
   end
-  for _, i in ipairs({${positions.join(", ")}}) do ARGV[i] = decode(ARGV[i]) end
-end
+  local copy = {}
+  for i = 1, #argv do copy[i] = argv[i] end
+  for _, i in ipairs({${positions.join(", ")}}) do copy[i] = decode(copy[i]) end
+  return copy
+end)(ARGV)
 `;
 }
 
