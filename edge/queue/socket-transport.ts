@@ -37,6 +37,8 @@ export function createSocketTransport(redisUrl: string, options: SocketTransport
   }
   const connectTimeoutMs = options.connectTimeoutMs ?? 2000;
   const commandTimeoutMs = options.commandTimeoutMs ?? 3000;
+  // WHATWG URLs keep the brackets of a literal IPv6 host (`[::1]`); connect() wants the bare address.
+  const hostname = socketHostname(url);
   const target = `${url.hostname}:${url.port || 6379}`;
   let connection: Connection | undefined;
   let closed = false;
@@ -57,7 +59,7 @@ export function createSocketTransport(redisUrl: string, options: SocketTransport
     let socket: Socket | undefined;
     try {
       socket = (options.connect ?? connect)(
-        { hostname: url.hostname, port: Number(url.port || 6379) },
+        { hostname, port: Number(url.port || 6379) },
         { secureTransport: url.protocol === "rediss:" ? "on" : "off", allowHalfOpen: false },
       );
       await deadline(socket.opened, connectTimeoutMs, `connect to ${target} timed out after ${connectTimeoutMs} ms`);
@@ -112,6 +114,12 @@ export function createSocketTransport(redisUrl: string, options: SocketTransport
       if (conn) await conn.socket.close().catch(() => {});
     },
   };
+}
+
+/** The host as `connect()` takes it: a literal IPv6 address without its URL brackets. */
+export function socketHostname(url: URL): string {
+  const host = url.hostname;
+  return host.startsWith("[") && host.endsWith("]") ? host.slice(1, -1) : host;
 }
 
 async function readReplies(conn: Connection, count: number, writing: Promise<void>): Promise<Reply[]> {

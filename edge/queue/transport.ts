@@ -68,9 +68,10 @@ async function evalCommand(call: ScriptCall, script: LuaScript, full: boolean): 
 
 /**
  * Runs plain commands and script calls in one pipeline. Scripts go out as EVALSHA (≈0.4 KB
- * instead of the 26 KB body); any that come back NOSCRIPT (cold or flushed Redis) are re-sent
- * once as EVAL in a second round trip, for just those items. NOSCRIPT means the script did not
- * run, so re-sending cannot execute an add twice.
+ * instead of the 26 KB body); any that come back NOSCRIPT (cold or flushed Redis) are re-sent in
+ * a second round trip, for just those items: one EVAL per distinct script, which also loads it,
+ * and EVALSHA for the other items of that script behind it in the same pipeline (Redis runs a
+ * pipeline in order). NOSCRIPT means the script did not run, so re-sending cannot add twice.
  */
 export async function runPipeline(transport: RedisTransport, items: readonly PipelineItem[]): Promise<Reply[]> {
   const resolve = (call: ScriptCall) => transport.scriptFor?.(call.script) ?? call.script;
@@ -79,22 +80,31 @@ export async function runPipeline(transport: RedisTransport, items: readonly Pip
   );
   const replies = await transport.pipeline(first);
 
-  const retry: number[] = [];
-  items.forEach((item, i) => {
-    const reply = replies[i];
-    if (isScriptCall(item) && reply instanceof RespError && reply.code === "NOSCRIPT") retry.push(i);
-  });
-  if (retry.length === 0) return replies;
-
-  const second = await Promise.all(
-    retry.map((i) => {
-      const call = items[i] as ScriptCall;
-      return evalCommand(call, resolve(call), true);
-    }),
-  );
-  const retried = await transport.pipeline(second);
-  retry.forEach((index, j) => {
-    replies[index] = retried[j] ?? null;
-  });
+  const missing = (indexes: readonly number[]) =>
+    indexes.filter((i) => {
+      const reply = replies[i];
+      return isScriptCall(items[i] as PipelineItem) && reply instanceof RespError && reply.code === "NOSCRIPT";
+    });
+  // Round 2: the first item of each script carries its body. Round 3 (should a body fail to
+  // load and its followers miss again) sends every remaining item with its body.
+  let retry = missing(items.map((_, i) => i));
+  for (const firstOnly of [true, false]) {
+    if (retry.length === 0) return replies;
+    const loaded = new Set<string>();
+    const commands = await Promise.all(
+      retry.map((i) => {
+        const call = items[i] as ScriptCall;
+        const script = resolve(call);
+        const full = !firstOnly || !loaded.has(script.content);
+        loaded.add(script.content);
+        return evalCommand(call, script, full);
+      }),
+    );
+    const retried = await transport.pipeline(commands);
+    retry.forEach((index, j) => {
+      replies[index] = retried[j] ?? null;
+    });
+    retry = missing(retry);
+  }
   return replies;
 }
