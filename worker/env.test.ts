@@ -1,7 +1,17 @@
 import { describe, expect, it } from "vitest";
 import { EnvError, parseEnv } from "./env.ts";
 
-const minimal = { REDIS_URL: "redis://:pw@127.0.0.1:6380", DATABASE_URL: "postgres://u:p@127.0.0.1:5433/app" };
+const minimal = { REDIS_URL: "redis://:pw@127.0.0.1:6380", DATABASE_URL: "postgres://u:p@127.0.0.1:5433/app", RESEND_API_KEY: "re_live_x" };
+
+function issuesOf(env: Record<string, string | undefined>): string {
+  try {
+    parseEnv(env);
+  } catch (err) {
+    if (err instanceof EnvError) return err.issues.join("\n");
+    throw err;
+  }
+  return "";
+}
 
 describe("parseEnv", () => {
   it("applies the documented defaults", () => {
@@ -17,9 +27,14 @@ describe("parseEnv", () => {
       stalledIntervalMs: 60_000,
       lockDurationMs: 30_000,
       auditBatchMax: 500,
+      outageBackoffMinMs: 1_000,
+      outageBackoffMaxMs: 30_000,
+      databaseConnectTimeoutMs: 5_000,
+      databaseQueryTimeoutMs: 15_000,
       port: 8080,
-      resendApiKey: undefined,
+      resendApiKey: "re_live_x",
       resendBaseUrl: undefined,
+      emailCapture: false,
       emailFrom: "edgefleet <onboarding@resend.dev>",
       emailRatePerSecond: 2,
       stripeSecretKey: undefined,
@@ -34,11 +49,36 @@ describe("parseEnv", () => {
       WORKER_QUEUES: "email, stripe-webhook",
       WORKER_CONCURRENCY: "4",
       WORKER_CONCURRENCY_STRIPE_WEBHOOK: "1",
-      RESEND_API_KEY: "",
     });
     expect(config.queues).toEqual(["email", "stripe-webhook"]);
     expect(config.concurrency).toEqual({ audit: 4, email: 4, "stripe-webhook": 1 });
-    expect(config.resendApiKey).toBeUndefined();
+  });
+
+  describe("email: sending or capture is an explicit choice", () => {
+    const noKey = { ...minimal, RESEND_API_KEY: undefined };
+
+    it("refuses a worker that drains email with neither RESEND_API_KEY nor EMAIL_CAPTURE, naming both", () => {
+      for (const env of [noKey, { ...noKey, RESEND_API_KEY: "  " }, { ...noKey, EMAIL_CAPTURE: "" }, { ...noKey, EMAIL_CAPTURE: "0" }, { ...noKey, WORKER_QUEUES: "audit,email" }]) {
+        const issues = issuesOf(env);
+        expect(issues).toMatch(/^RESEND_API_KEY: required/);
+        expect(issues).toContain("EMAIL_CAPTURE=1");
+      }
+    });
+
+    it("EMAIL_CAPTURE=1 without a key: capture", () => {
+      for (const flag of ["1", "true", "yes"]) {
+        expect(parseEnv({ ...noKey, EMAIL_CAPTURE: flag })).toMatchObject({ emailCapture: true, resendApiKey: undefined });
+      }
+    });
+
+    it("refuses EMAIL_CAPTURE=1 together with a key, and a flag that isn't a boolean", () => {
+      expect(issuesOf({ ...minimal, EMAIL_CAPTURE: "1" })).toMatch(/^EMAIL_CAPTURE: .*both set/);
+      expect(issuesOf({ ...noKey, EMAIL_CAPTURE: "maybe" })).toMatch(/^EMAIL_CAPTURE: /);
+    });
+
+    it("needs neither for a worker that doesn't drain email", () => {
+      expect(parseEnv({ ...noKey, WORKER_QUEUES: "audit,stripe-webhook" })).toMatchObject({ emailCapture: false, resendApiKey: undefined });
+    });
   });
 
   it("reads the Stripe key and API base URL", () => {

@@ -94,6 +94,12 @@ const EnvSchema = z.object({
   AUDIT_BATCH_MAX: positiveInt.max(5_000).default(500),
   PORT: z.coerce.number().int().min(0).max(65_535).default(8080),
   RESEND_API_KEY: optionalString,
+  /**
+   * Local development only: emails are stored in email_messages with provider "capture" and never
+   * sent. Capture is an explicit choice so a missing key can't silently swallow production email:
+   * a worker that drains the email queue needs exactly one of RESEND_API_KEY and EMAIL_CAPTURE=1.
+   */
+  EMAIL_CAPTURE: z.preprocess((v) => (typeof v === "string" && v.trim() === "" ? undefined : v), z.stringbool().default(false)),
   RESEND_BASE_URL: z.url({ protocol: /^https?$/ }).optional(),
   EMAIL_FROM: z.string().min(3).default("edgefleet <onboarding@resend.dev>"),
   /** Resend's default team limit is 2 requests/s. */
@@ -121,6 +127,19 @@ const EnvSchema = z.object({
   if (env.DATABASE_QUERY_TIMEOUT_MS >= env.WORKER_LOCK_DURATION_MS) {
     ctx.addIssue({ code: "custom", path: ["DATABASE_QUERY_TIMEOUT_MS"], message: "must be below WORKER_LOCK_DURATION_MS" });
   }
+  if (env.EMAIL_CAPTURE && env.RESEND_API_KEY !== undefined) {
+    ctx.addIssue({
+      code: "custom",
+      path: ["EMAIL_CAPTURE"],
+      message: "EMAIL_CAPTURE=1 and RESEND_API_KEY are both set; choose one (capture never sends)",
+    });
+  } else if (!env.EMAIL_CAPTURE && env.RESEND_API_KEY === undefined && env.WORKER_QUEUES.includes("email")) {
+    ctx.addIssue({
+      code: "custom",
+      path: ["RESEND_API_KEY"],
+      message: "required to send email (this worker drains the email queue); or set EMAIL_CAPTURE=1 to store emails without sending them (local development)",
+    });
+  }
 });
 
 export interface WorkerConfig {
@@ -140,8 +159,11 @@ export interface WorkerConfig {
   databaseConnectTimeoutMs: number;
   databaseQueryTimeoutMs: number;
   port: number;
+  /** Set unless `emailCapture`, whenever `queues` includes email. */
   resendApiKey: string | undefined;
   resendBaseUrl: string | undefined;
+  /** EMAIL_CAPTURE=1: store emails, never send them; never together with a key. */
+  emailCapture: boolean;
   emailFrom: string;
   emailRatePerSecond: number;
   stripeSecretKey: string | undefined;
@@ -194,6 +216,7 @@ export function parseEnv(source: Record<string, string | undefined>): WorkerConf
     port: env.PORT,
     resendApiKey: env.RESEND_API_KEY,
     resendBaseUrl: env.RESEND_BASE_URL,
+    emailCapture: env.EMAIL_CAPTURE,
     emailFrom: env.EMAIL_FROM,
     emailRatePerSecond: env.EMAIL_RATE_PER_SECOND,
     stripeSecretKey: env.STRIPE_SECRET_KEY,

@@ -20,7 +20,7 @@ describe("idle command budget", () => {
   it(
     "an idle worker with the shipped defaults stays within the documented budget, BullMQ's defaults do not",
     async () => {
-      const shipped = parseEnv({ REDIS_URL: "redis://127.0.0.1:1", DATABASE_URL: "postgres://u:p@127.0.0.1:1/db" });
+      const shipped = parseEnv({ REDIS_URL: "redis://127.0.0.1:1", DATABASE_URL: "postgres://u:p@127.0.0.1:1/db", EMAIL_CAPTURE: "1" });
       const shippedSettings: IdleSettings = {
         drainDelaySeconds: shipped.drainDelaySeconds,
         stalledIntervalMs: shipped.stalledIntervalMs,

@@ -63,6 +63,6 @@ log("info", "worker ready", {
   prefix: config.queuePrefix,
   port: health.port,
   db: database.driver,
-  email: config.resendApiKey ? "resend" : "capture",
+  email: !config.queues.includes("email") ? "off" : config.emailCapture ? "capture" : "resend",
   pid: process.pid,
 });

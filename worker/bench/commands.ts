@@ -48,7 +48,7 @@ export async function measureJobs(jobs = 300, dir = join(ROOT, ".data/bench-comm
   const redisServer = await startRedis({ dataDir: join(dir, "redis") });
   const pg = await startPostgres({ dataDir: join(dir, "postgres") });
   await migrate(pg.url);
-  const config = parseEnv({ REDIS_URL: redisServer.url, DATABASE_URL: pg.url, WORKER_CONCURRENCY: "1", EMAIL_RATE_PER_SECOND: "1000" });
+  const config = parseEnv({ REDIS_URL: redisServer.url, DATABASE_URL: pg.url, WORKER_CONCURRENCY: "1", EMAIL_RATE_PER_SECOND: "1000", EMAIL_CAPTURE: "1" });
   const database = createDb(pg.url, { driver: "pg" });
   const fleet = await startFleet(config, { handlers: createHandlers(database.db, config), log: () => {} });
   const admin = new Redis(producerRedisOptions(redisServer.url));
@@ -96,7 +96,7 @@ export async function measureJobs(jobs = 300, dir = join(ROOT, ".data/bench-comm
 
 /** One idle worker process with all three queues, measured side by side on private servers. */
 export async function measureIdleSettings(windowMs = 120_000, dir = join(ROOT, ".data/bench-commands", `idle-${process.pid}`)): Promise<IdleCost[]> {
-  const shipped = parseEnv({ REDIS_URL: "redis://127.0.0.1:1", DATABASE_URL: "postgres://u:p@127.0.0.1:1/db" });
+  const shipped = parseEnv({ REDIS_URL: "redis://127.0.0.1:1", DATABASE_URL: "postgres://u:p@127.0.0.1:1/db", EMAIL_CAPTURE: "1" });
   const rows: Array<[string, IdleSettings]> = [
     ["BullMQ defaults (drainDelay 5 s, stalled 30 s)", { drainDelaySeconds: 5, stalledIntervalMs: 30_000, lockDurationMs: 30_000 }],
     [`shipped (drainDelay ${shipped.drainDelaySeconds} s, stalled ${shipped.stalledIntervalMs / 1000} s)`,

@@ -66,7 +66,7 @@ const POLL_MS = 10;
  * WORKER_LOCK_DURATION_MS), taken from the env parser itself so the benchmark follows them when
  * they change. Both consumers get them. The URLs only satisfy the schema; nothing connects to them.
  */
-const FLEET_DEFAULTS = parseEnv({ REDIS_URL: "redis://127.0.0.1:6379", DATABASE_URL: "postgres://bench@127.0.0.1:5432/bench" });
+const FLEET_DEFAULTS = parseEnv({ REDIS_URL: "redis://127.0.0.1:6379", DATABASE_URL: "postgres://bench@127.0.0.1:5432/bench", EMAIL_CAPTURE: "1" });
 
 /** Writes what jsonLog writes, to /dev/null: the fleet pays for formatting and a write per job, the terminal stays readable. */
 function devNullLog(): { log: Log; close: () => void } {

@@ -61,10 +61,13 @@ async function main(): Promise<void> {
   const apiKey = localApiKey();
   const webhookSecret = localWebhookSecret();
   const workerPort = await freePort();
+  const sendsEmail = Boolean(process.env.RESEND_API_KEY?.trim());
   const worker = startWorker({
     REDIS_URL: redisUrl,
     DATABASE_URL: databaseUrl,
     PORT: String(workerPort),
+    // Capture is an explicit choice (the worker refuses to start without a key otherwise).
+    ...(sendsEmail ? {} : { EMAIL_CAPTURE: "1" }),
   });
   const healthUrl = `http://127.0.0.1:${workerPort}/readyz`;
   const [edge] = await Promise.all([
@@ -93,7 +96,7 @@ edgefleet is running. Ctrl-C stops everything.
   Postgres      ${databaseUrl}
   API key       ${apiKey}
   Stripe        webhook secret ${webhookSecret} (POST ${edgeUrl}/webhooks/stripe)
-  Emails        ${process.env.RESEND_API_KEY ? "sent through Resend (RESEND_API_KEY is set)" : "captured locally (no RESEND_API_KEY): see the worker log and table email_messages"}
+  Emails        ${sendsEmail ? "sent through Resend (RESEND_API_KEY is set)" : "captured locally (EMAIL_CAPTURE=1, no RESEND_API_KEY): never sent, stored in table email_messages"}
 
 Try it:
   curl -s -X POST ${edgeUrl}/v1/events -H 'Authorization: Bearer ${apiKey}' -H 'Content-Type: application/json' -d '${body}'

@@ -78,10 +78,14 @@ function isTemplateName(name: string): name is TemplateName {
   return Object.hasOwn(templates, name);
 }
 
-/** Unknown template or data that doesn't fit it can't succeed on retry: `PermanentError`. */
+/**
+ * Unknown template or data that doesn't fit it can't succeed on retry: `PermanentError`. The messages
+ * name fields and expectations, never the caller's values (not even an unknown template's name):
+ * they reach logs and `failedReason`.
+ */
 export function renderTemplate(name: string, data: Record<string, unknown>): RenderedBody {
   if (!isTemplateName(name)) {
-    throw new PermanentError(`unknown email template "${name}" (known: ${TEMPLATE_NAMES.join(", ")})`);
+    throw new PermanentError(`unknown email template (known: ${TEMPLATE_NAMES.join(", ")})`);
   }
   const template: Template<z.ZodType<unknown>> = templates[name] as Template<z.ZodType<unknown>>;
   const parsed = template.data.safeParse(data);

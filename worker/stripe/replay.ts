@@ -43,7 +43,8 @@ async function main(args: string[]): Promise<number> {
     console.error("usage: npm run stripe:replay -- <evt_…|--failed|--list>");
     return 2;
   }
-  const config = parseEnv(process.env);
+  // Replay only adds Stripe jobs: the email settings a worker needs are none of its business.
+  const config = parseEnv({ ...process.env, WORKER_QUEUES: "stripe-webhook" });
   const database = createDb(config.databaseUrl, { driver: config.databaseDriver, max: 2 });
   const queue = new Queue(stripeWebhookContract.queue, { connection: producerRedisOptions(config.redisUrl, config.redisCaCertPath), prefix: config.queuePrefix });
   try {
