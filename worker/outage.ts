@@ -72,17 +72,17 @@ function codeOf(err: unknown): string | undefined {
  */
 export function findOutage(err: unknown): Outage | undefined {
   let network = false;
-  let database = false;
   for (const e of chain(err)) {
     if (e instanceof DependencyDownError) return { dependency: e.dependency, retryAfterMs: e.retryAfterMs };
     const code = codeOf(e);
-    const name = e instanceof Error ? e.name : "";
-    if (name === "DrizzleQueryError" || name === "DatabaseError" || name === "NeonDbError") database = true;
     if (code && NETWORK_CODES.has(code)) network = true;
     if (code && /^[0-9A-Z]{5}$/.test(code) && isServerStateCode(code)) return { dependency: "postgres" };
     if (e instanceof Error && PG_CONNECTION_MESSAGES.some((m) => e.message.startsWith(m))) return { dependency: "postgres" };
   }
-  if (network) return { dependency: database ? "postgres" : "network" };
+  // A bare socket error: handlers wrap their providers' failures (Resend, Stripe) in
+  // DependencyDownError themselves, so the one peer left talking raw sockets is the database
+  // (node-postgres reports a reset or refused connect without wrapping it).
+  if (network) return { dependency: "postgres" };
   return undefined;
 }
 
