@@ -5,7 +5,7 @@ import { createApp } from "./app.ts";
 import { sha256Hex } from "./auth.ts";
 import { createProducer } from "./queue/producer.ts";
 import type { Reply } from "./queue/resp.ts";
-import { createSocketTransport } from "./queue/socket-transport.ts";
+import { createSocketTransport, type SocketTransportOptions } from "./queue/socket-transport.ts";
 import type { RedisTransport } from "./queue/transport.ts";
 
 export const API_KEY = "test-key-0123456789";
@@ -15,6 +15,12 @@ export interface TestAppOptions {
   stripeWebhookSecrets?: string[];
   /** Another way to reach the test Redis (e.g. Upstash REST); default: a socket to `redisUrl`. */
   transport?: () => RedisTransport;
+  /**
+   * Socket timeouts. Default: the production defaults (2 s connect, 3 s command), so a 100-event
+   * batch or a 1 MiB body on a loaded machine gets the budget it gets in production; only tests
+   * about timeouts set their own.
+   */
+  socket?: SocketTransportOptions;
 }
 
 export async function testApp(options: TestAppOptions = {}) {
@@ -24,7 +30,7 @@ export async function testApp(options: TestAppOptions = {}) {
     apiKeyHashes: [await sha256Hex("another-key"), await sha256Hex(API_KEY)],
     ...(options.stripeWebhookSecrets ? { stripeWebhookSecrets: options.stripeWebhookSecrets } : {}),
     openQueue: () => {
-      const transport = options.transport?.() ?? createSocketTransport(redisUrl, { connectTimeoutMs: 500, commandTimeoutMs: 1000 });
+      const transport = options.transport?.() ?? createSocketTransport(redisUrl, options.socket);
       return { producer: createProducer(transport, { prefix }), close: () => transport.close() };
     },
   });

@@ -45,9 +45,15 @@ const cases: Case[] = [
     status: 400, code: "validation_failed", field: "events[1].id",
   },
   {
-    title: "a body over 1 MiB",
+    title: "an event body over 1 MiB",
     path: "/v1/events",
     body: { ...event, payload: { blob: "x".repeat(1024 * 1024) } },
+    status: 413, code: "payload_too_large", field: "body",
+  },
+  {
+    title: "an email body over 1 MiB",
+    path: "/v1/emails",
+    body: { ...email, text: undefined, html: `<p>${"x".repeat(1024 * 1024)}</p>` },
     status: 413, code: "payload_too_large", field: "body",
   },
   { title: "a bad recipient", path: "/v1/emails", body: { ...email, to: "not-an-email" }, status: 400, code: "validation_failed", field: "to" },
@@ -61,9 +67,9 @@ const cases: Case[] = [
     headers: { "Idempotency-Key": "a:b" },
     status: 400, code: "invalid_idempotency_key", field: "Idempotency-Key",
   },
-  { title: "no Authorization header", path: "/v1/events", body: event, headers: { authorization: "" }, status: 401, code: "unauthorized" },
-  { title: "a wrong API key", path: "/v1/emails", body: email, headers: { authorization: "Bearer wrong" }, status: 401, code: "unauthorized" },
-  { title: "Basic instead of Bearer", path: "/v1/events", body: event, headers: { authorization: "Basic abc" }, status: 401, code: "unauthorized" },
+  { title: "no Authorization header", path: "/v1/events", body: event, headers: { authorization: "" }, status: 401, code: "unauthorized", field: "Authorization" },
+  { title: "a wrong API key", path: "/v1/emails", body: email, headers: { authorization: "Bearer wrong" }, status: 401, code: "unauthorized", field: "Authorization" },
+  { title: "Basic instead of Bearer", path: "/v1/events", body: event, headers: { authorization: "Basic abc" }, status: 401, code: "unauthorized", field: "Authorization" },
 ];
 
 describe("bad input", () => {
@@ -80,7 +86,9 @@ describe("bad input", () => {
       expect(body.error.code).toBe(c.code);
       expect(body.error.message).toBeTruthy();
       expect(body.error.requestId).toBe(res.headers.get("x-request-id"));
+      // A case without a field asserts there is none: an error must not blame a field that is fine.
       if (c.field) expect(body.error.field).toBe(c.field);
+      else expect(body.error).not.toHaveProperty("field");
       expect(await t.keys()).toEqual([]);
     });
   }
@@ -89,6 +97,8 @@ describe("bad input", () => {
     const t = await testApp();
     const res = await t.request("/v1/nothing", { method: "POST", json: {} });
     expect(res.status).toBe(404);
-    expect(((await res.json()) as { error: { code: string } }).error.code).toBe("not_found");
+    const body = (await res.json()) as { error: { code: string } };
+    expect(body.error.code).toBe("not_found");
+    expect(body.error).not.toHaveProperty("field");
   });
 });
