@@ -156,8 +156,22 @@ function describeIssues(issues: readonly z.core.$ZodIssue[]): string {
  */
 export function classify(err: unknown): Error {
   const message = publicMessage(err);
-  if (err instanceof UnrecoverableError || err instanceof PermanentError) return new UnrecoverableError(message);
+  if (err instanceof UnrecoverableError || err instanceof PermanentError || isRefusedValue(err)) {
+    return new UnrecoverableError(message);
+  }
   return new Error(message);
+}
+
+/**
+ * Postgres refused a value (SQLSTATE class 22, data exception: NUL in text, out of range, invalid
+ * JSON …): the same row is refused on every retry, so retrying only delays the verdict.
+ */
+function isRefusedValue(err: unknown): boolean {
+  for (let e: unknown = err, depth = 0; e instanceof Error && depth < 8; e = e.cause, depth++) {
+    const code = (e as { code?: unknown }).code;
+    if (typeof code === "string" && /^22[0-9A-Z]{3}$/.test(code)) return true;
+  }
+  return false;
 }
 
 function elapsed(started: number): number {
