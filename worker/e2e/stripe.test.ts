@@ -11,12 +11,16 @@ import { stripeInvoices } from "../../shared/db/stripe-invoices.ts";
 import { stripeSubscriptions } from "../../shared/db/stripe-subscriptions.ts";
 import { webhookEvents } from "../../shared/db/webhook-events.ts";
 import type { Database } from "../db.ts";
+import { customerLockKey } from "../stripe/apply.ts";
 import { customerLifecycle, deliver, lifecycleIds, type LifecycleIds, type StripeEventFixture } from "../stripe/fixtures.ts";
 import { testDb } from "../testing/fixtures.ts";
 import { eventually, startStack, type Stack } from "./stack.ts";
 
 const SECRET = "whsec_e2e_0123456789abcdef";
-const LOCK_MS = 3_000;
+const LOCK_MS = 6_000;
+// Below the lock (the worker refuses otherwise), and far above the crash test's window between the
+// worker blocking on the held lock and the SIGKILL.
+const QUERY_TIMEOUT_MS = 5_000;
 
 let stack: Stack;
 let database: Database;
@@ -26,7 +30,7 @@ beforeAll(async () => {
   stack = await startStack({
     edgeVars: { STRIPE_WEBHOOK_SECRET: SECRET },
     // Short locks so the crash test's job is recovered quickly after SIGKILL.
-    fleetEnv: { WORKER_STALLED_INTERVAL_MS: "1000", WORKER_LOCK_DURATION_MS: String(LOCK_MS) },
+    fleetEnv: { WORKER_STALLED_INTERVAL_MS: "1000", WORKER_LOCK_DURATION_MS: String(LOCK_MS), DATABASE_QUERY_TIMEOUT_MS: String(QUERY_TIMEOUT_MS) },
   });
 });
 
@@ -90,25 +94,29 @@ async function finalState(ids: LifecycleIds, events: StripeEventFixture[]) {
   return state;
 }
 
-describe("a customer's lifecycle", () => {
-  let expected: unknown;
+/** One lifecycle delivered in Stripe's creation order, one at a time; returns its labelled final state. */
+async function inOrder(ids: LifecycleIds) {
+  const events = customerLifecycle(ids);
+  for (const e of events) expect(await deliver(stack.edge.url, e, SECRET)).toEqual({ status: 200, body: { received: true, id: e.id } });
+  await allProcessed(events);
+  return finalState(ids, events);
+}
 
+describe("a customer's lifecycle", () => {
   it("delivered in order, ends with a canceled subscription, a paid and an open invoice", async () => {
-    const ids = lifecycleIds(1_790_000_000);
-    const events = customerLifecycle(ids);
-    for (const e of events) expect(await deliver(stack.edge.url, e, SECRET)).toEqual({ status: 200, body: { received: true, id: e.id } });
-    await allProcessed(events);
-    expected = await finalState(ids, events);
-    expect(expected).toMatchObject({
+    const state = await inOrder(lifecycleIds(1_790_000_000));
+    expect(state).toMatchObject({
       customers: [{ stripeCustomerId: "CUS", email: "ada@example.com", name: "Ada Lovelace", checkoutSessionId: "CS", lastEventId: "EVT0" }],
       subscriptions: [{ stripeSubscriptionId: "SUB", status: "canceled", quantity: 2, priceId: "price_pro_monthly", lastEventId: "EVT6", lastEventRank: 3 }],
     });
-    const invoices = (expected as { invoices: Array<{ stripeInvoiceId: string; status: string; amountPaid: number }> }).invoices;
+    const invoices = (state as { invoices: Array<{ stripeInvoiceId: string; status: string; amountPaid: number }> }).invoices;
     expect(invoices.map((i) => [i.stripeInvoiceId, i.status, i.amountPaid]).sort()).toEqual([["IN0", "paid", 2900], ["IN1", "open", 0]]);
   });
 
   for (const seed of [1, 7, 42, 2026]) {
-    it(`delivered shuffled with duplicates (seed ${seed}), ends in the same state with one row per event`, async () => {
+    it(`delivered shuffled with duplicates (seed ${seed}), ends in the state in-order delivery gives, with one row per event`, async () => {
+      // This test's own reference: the same lifecycle (other ids, same times) delivered in order.
+      const expected = await inOrder(lifecycleIds(1_790_000_000));
       const ids = lifecycleIds(1_790_000_000);
       const events = customerLifecycle(ids);
       const deliveries = shuffledWithDuplicates(events, seed);
@@ -129,12 +137,12 @@ describe("a worker killed mid-event", () => {
   it("leaves the event to be processed once after restart", async () => {
     const ids = lifecycleIds(1_790_000_000);
     const [, created] = customerLifecycle(ids);
-    // Hold the subscription's advisory lock from outside: the worker's transaction blocks on it
-    // after storing the event, i.e. mid-event, until the worker is killed.
+    // Hold the customer's advisory lock (apply.ts) from outside: the worker's transaction blocks
+    // on it after storing the event, i.e. mid-event, until the worker is killed.
     const blocker = new pg.Client({ connectionString: inject("databaseUrl") });
     await blocker.connect();
     try {
-      await blocker.query("select pg_advisory_lock(hashtextextended($1, 0))", [`stripe:${ids.subscription}`]);
+      await blocker.query("select pg_advisory_lock(hashtextextended($1, 0))", [customerLockKey(ids.customer)]);
       expect((await deliver(stack.edge.url, created!, SECRET)).status).toBe(200);
       await eventually("the worker holding the event", async () => {
         const [row] = await eventRows([created!]);
@@ -142,7 +150,7 @@ describe("a worker killed mid-event", () => {
       });
       expect(await stack.queue("stripe-webhook").getJobState(created!.id)).toBe("active");
       await stack.restartFleet(); // SIGKILL, then a fresh `node worker/main.ts`
-      await blocker.query("select pg_advisory_unlock(hashtextextended($1, 0))", [`stripe:${ids.subscription}`]);
+      await blocker.query("select pg_advisory_unlock(hashtextextended($1, 0))", [customerLockKey(ids.customer)]);
     } finally {
       await blocker.end();
     }

@@ -3,8 +3,9 @@ import Stripe from "stripe";
 import { webhookEvents } from "../../shared/db/webhook-events.ts";
 import type { StripeWebhookJob, stripeWebhookContract } from "../../shared/jobs/stripe-webhook.ts";
 import type { Db } from "../db.ts";
-import { PermanentError, type Handler, type Log } from "../runner.ts";
-import { applyEvent, applySubscription, checkoutSubscriptionId, Subscription, type Outcome } from "./apply.ts";
+import { findOutage, publicMessage } from "../outage.ts";
+import { DependencyDownError, PermanentError, type Handler, type Log } from "../runner.ts";
+import { applyEvent, checkoutSubscription, Subscription, type Outcome } from "./apply.ts";
 
 /** The Stripe API calls a handler may make; a fake in tests, the SDK in production. */
 export interface StripeApi {
@@ -29,10 +30,27 @@ export function createStripeApi(settings: StripeApiSettings): StripeApi | undefi
         return await stripe.subscriptions.retrieve(id);
       } catch (err) {
         if (err instanceof Stripe.errors.StripeInvalidRequestError && err.code === "resource_missing") return undefined;
-        throw err;
+        throw stripeFailure(err);
       }
     },
   };
+}
+
+/**
+ * What a failed Stripe API call means for the job, after the SDK's own retries (maxNetworkRetries
+ * covers connection errors, 409, 429 and 5xx): Stripe unreachable, overloaded or rate-limiting is an
+ * outage (the runner hands the job back without spending an attempt); any other 4xx (a revoked key,
+ * a bad request) is permanent. Messages carry status, type and code only — Stripe's own message can
+ * quote ids and parameters.
+ */
+export function stripeFailure(err: unknown): unknown {
+  if (!(err instanceof Stripe.errors.StripeError)) return err;
+  // rawType is Stripe's own (api_error, invalid_request_error, …); `type` is the SDK's class name.
+  const what = [err.statusCode, err.rawType, err.code].filter((x) => x !== undefined && x !== null && x !== "").join(" ");
+  if (err instanceof Stripe.errors.StripeConnectionError) return new DependencyDownError("stripe", `Stripe API unreachable (${err.rawType ?? err.type})`, { cause: err });
+  if (err instanceof Stripe.errors.StripeRateLimitError || err.statusCode === 429) return new DependencyDownError("stripe", `Stripe API rate limit (${what})`, { cause: err });
+  if (err.statusCode === undefined || err.statusCode >= 500) return new DependencyDownError("stripe", `Stripe API unavailable (${what})`, { cause: err });
+  return new PermanentError(`Stripe API refused the request (${what})`, { cause: err });
 }
 
 /** The SDK takes host, port and protocol separately (its path is always /v1/); port defaults to 443 even for http. */
@@ -48,11 +66,18 @@ function sdkAddress(baseUrl: string | undefined): Pick<Stripe.StripeConfig, "hos
 }
 
 /**
- * Stores each Stripe event once (primary key = Stripe's event id), counting attempts, then applies
- * it and marks it PROCESSED in one transaction — so a crash anywhere before the commit leaves the
+ * Stores each Stripe event once (primary key = Stripe's event id), counting runs, then applies it
+ * and marks it PROCESSED in one transaction — so a crash anywhere before the commit leaves the
  * event PENDING and the retry applies it from scratch; a crash after it finds it PROCESSED and
  * does nothing. The last attempt (or a permanent error) leaves it FAILED with the error, for
- * `npm run stripe:replay`. Ordering and per-object serialisation live in apply.ts.
+ * `npm run stripe:replay`. Ordering and per-customer serialisation live in apply.ts.
+ *
+ * Nothing is lost when Postgres or Stripe is down: the event row is the first statement, so if
+ * that fails nothing else has happened and the runner hands the job back without spending an
+ * attempt; an outage later is PENDING (never FAILED) for the same reason; and if recording
+ * PENDING/FAILED itself fails, that failure is what the job throws, so the runner sees the
+ * outage rather than a job that "failed" while its row silently says PENDING. A row left PENDING
+ * by a lost job (Redis lost it, removeOnFail dropped it) is listed by `stripe:replay --list`.
  */
 export function createStripeWebhookHandler(db: Db, deps: { stripe?: StripeApi | undefined } = {}): Handler<typeof stripeWebhookContract> {
   return async (event, ctx) => {
@@ -68,13 +93,10 @@ export function createStripeWebhookHandler(db: Db, deps: { stripe?: StripeApi | 
     if (!row) return { status: "already-processed" as const };
 
     try {
-      // Network calls happen before the transaction, so no row lock is held across them.
+      // Network calls happen before the transaction, so no lock is held across them.
       const fetched = await fetchCheckoutSubscription(event, deps.stripe, ctx.log);
       const outcome = await db.transaction(async (tx): Promise<Outcome> => {
-        const result = await applyEvent(tx, event);
-        // The subscription as Stripe has it now, versioned as the checkout event (rank 0): any
-        // subscription event from that second on replaces it.
-        if (fetched) await applySubscription(tx, event, fetched);
+        const result = await applyEvent(tx, event, fetched);
         await tx
           .update(webhookEvents)
           .set({ status: "PROCESSED", processedAt: sql`now()`, error: null, outcome: result })
@@ -83,21 +105,26 @@ export function createStripeWebhookHandler(db: Db, deps: { stripe?: StripeApi | 
       });
       return { status: "processed" as const, outcome };
     } catch (err) {
-      const final = ctx.isFinalAttempt || err instanceof PermanentError;
-      const message = (err instanceof Error ? err.message : String(err)).slice(0, 2000);
-      await db
-        .update(webhookEvents)
-        .set({ status: final ? "FAILED" : "PENDING", error: message })
-        .where(and(eq(webhookEvents.stripeEventId, event.id), ne(webhookEvents.status, "PROCESSED")))
-        .catch(() => undefined); // the original error is the one worth reporting
+      // An outage does not spend the attempt (the runner hands the job back), so it is never final.
+      const final = err instanceof PermanentError || (ctx.isFinalAttempt && !findOutage(err));
+      try {
+        await db
+          .update(webhookEvents)
+          .set({ status: final ? "FAILED" : "PENDING", error: publicMessage(err) })
+          .where(and(eq(webhookEvents.stripeEventId, event.id), ne(webhookEvents.status, "PROCESSED")));
+      } catch (markErr) {
+        ctx.log("warn", "could not record the Stripe event's failure", { eventId: event.id, error: publicMessage(err), recordError: publicMessage(markErr) });
+        throw markErr;
+      }
       throw err;
     }
   };
 }
 
-async function fetchCheckoutSubscription(event: StripeWebhookJob, stripe: StripeApi | undefined, log: Log) {
-  const subscriptionId = checkoutSubscriptionId(event);
-  if (!subscriptionId) return undefined;
+async function fetchCheckoutSubscription(event: StripeWebhookJob, stripe: StripeApi | undefined, log: Log): Promise<Subscription | undefined> {
+  const created = checkoutSubscription(event);
+  if (!created) return undefined;
+  const subscriptionId = created.subscription;
   if (!stripe) {
     log("info", "STRIPE_SECRET_KEY not set; skipping subscription fetch", { eventId: event.id, subscriptionId });
     return undefined;
@@ -114,5 +141,11 @@ async function fetchCheckoutSubscription(event: StripeWebhookJob, stripe: Stripe
   }
   const parsed = Subscription.safeParse(object);
   if (!parsed.success) throw new PermanentError(`subscription ${subscriptionId} from the Stripe API did not parse`);
+  if (parsed.data.customer !== created.customer) {
+    // A subscription never changes customer in Stripe, and the checkout's transaction holds only
+    // its own customer's lock (apply.ts): don't write another customer's object under it.
+    log("warn", "subscription from Stripe belongs to another customer; applying checkout without it", { eventId: event.id, subscriptionId });
+    return undefined;
+  }
   return parsed.data;
 }

@@ -1,6 +1,5 @@
 // The checkout handler with STRIPE_SECRET_KEY set: the real Stripe SDK, built by the production
 // createHandlers, talking to a local Stripe stand-in through STRIPE_API_BASE_URL.
-import type { Queue } from "bullmq";
 import { eq } from "drizzle-orm";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { stripeCustomers } from "../../shared/db/stripe-customers.ts";
@@ -31,7 +30,8 @@ beforeAll(async () => {
     stripeSecretKey: SECRET_KEY,
     stripeApiBaseUrl: stripe.url,
   });
-  t = await startTestFleet({ handlers, scripts: [], log: logs.log }, { queues: ["stripe-webhook"] });
+  // A short outage hold-off so the outage tests see several runs quickly.
+  t = await startTestFleet({ handlers, scripts: [], log: logs.log }, { queues: ["stripe-webhook"], outageBackoffMinMs: 100, outageBackoffMaxMs: 500 });
 });
 afterAll(async () => {
   await t.stop();
@@ -47,7 +47,7 @@ function lifecycle() {
   return { ids, events, checkout: events[0]!, subscriptionAt };
 }
 
-async function add(event: StripeEventFixture, opts: { attempts?: number; backoff?: { type: "fixed"; delay: number } } = {}) {
+async function add(event: StripeEventFixture, opts: { attempts?: number } = {}) {
   const data = StripeWebhookJob.parse({ id: event.id, type: event.type, created: event.created, livemode: false, event });
   return t.add(stripeWebhookContract, data, { jobId: event.id, ...opts });
 }
@@ -57,11 +57,14 @@ async function run(event: StripeEventFixture) {
   return settled(t.queue("stripe-webhook"), job.id!);
 }
 
-async function waitForState(queue: Queue, jobId: string, state: string, timeoutMs = 15_000) {
+/** Polls until `check` returns a value; for effects with nothing to wait on (a row, a request count). */
+async function eventually<T>(what: string, check: () => Promise<T | undefined>, timeoutMs = 30_000): Promise<T> {
   const deadline = Date.now() + timeoutMs;
-  while ((await queue.getJobState(jobId)) !== state) {
-    if (Date.now() > deadline) throw new Error(`job ${jobId} never reached ${state}`);
-    await new Promise((r) => setTimeout(r, 20));
+  for (;;) {
+    const value = await check();
+    if (value !== undefined) return value;
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 50));
   }
 }
 
@@ -112,28 +115,45 @@ describe("checkout.session.completed with a Stripe secret key", () => {
     expect(await subscriptionRow(ids.subscription)).toMatchObject({ quantity: 2, lastEventId: updated.id });
   });
 
-  it("retries after a Stripe 500, leaving the event PENDING with the attempt counted", async () => {
-    const { ids, checkout, subscriptionAt } = lifecycle();
-    stripe.answer(ids.subscription, 500);
-    // A long backoff holds the retry until the test promotes it.
-    const job = await add(checkout, { attempts: 2, backoff: { type: "fixed", delay: 60_000 } });
-    const queue = t.queue("stripe-webhook");
-    await waitForState(queue, job.id!, "delayed");
+  for (const failure of [500, 429, "reset"] as const) {
+    it(`hands the job back without spending an attempt while Stripe answers ${failure}, then applies it`, async () => {
+      const { ids, checkout, subscriptionAt } = lifecycle();
+      stripe.answer(ids.subscription, failure);
+      // One attempt only: if an outage spent it, the job would fail for good on the first run.
+      const job = await add(checkout, { attempts: 1 });
+      const queue = t.queue("stripe-webhook");
+      // Two runs (each: the SDK's own request + 2 network retries) with the event still PENDING.
+      const row = await eventually("two runs during the outage", async () => {
+        const r = await eventRow(checkout.id);
+        return r && r.attempts >= 2 && requestsFor(ids.subscription).length >= 6 ? r : undefined;
+      });
+      expect(row).toMatchObject({ status: "PENDING", error: expect.stringMatching(/^Stripe API (unavailable \(500 api_error\)|rate limit \(429 invalid_request_error rate_limit\)|unreachable \(StripeConnectionError\))$/) });
+      expect(await queue.getJobState(job.id!)).not.toBe("failed");
+      expect((await queue.getJob(job.id!))!.attemptsMade).toBe(0);
+      expect(await subscriptionRow(ids.subscription)).toBeUndefined();
+      expect(logs.lines.find((l) => l.jobId === job.id && l.outcome === "returned")).toMatchObject({ level: "warn", dependency: "stripe" });
 
-    // The SDK's own network retries (maxNetworkRetries: 2) come first: three requests per attempt.
-    expect(requestsFor(ids.subscription)).toHaveLength(3);
-    expect(await eventRow(checkout.id)).toMatchObject({ status: "PENDING", attempts: 1, error: "An unknown error occurred" });
-    expect(await subscriptionRow(ids.subscription)).toBeUndefined();
-    expect(logs.lines.find((l) => l.msg === "job failed" && l.jobId === job.id)).toMatchObject({ level: "warn", outcome: "will-retry" });
+      stripe.answer(ids.subscription, undefined);
+      stripe.putSubscription(subscriptionAt(1));
+      const done = await settled(queue, job.id!, 30_000);
+      expect(done.returnvalue).toEqual({ status: "processed", outcome: "applied" });
+      expect(await eventRow(checkout.id)).toMatchObject({ status: "PROCESSED", error: null });
+      expect(await subscriptionRow(ids.subscription)).toMatchObject({ status: "active", lastEventId: checkout.id });
+      expect(JSON.stringify(logs.lines)).not.toContain(SECRET_KEY);
+    });
+  }
 
-    stripe.answer(ids.subscription, undefined);
-    stripe.putSubscription(subscriptionAt(1));
-    await (await queue.getJob(job.id!))!.promote();
-    const done = await settled(queue, job.id!);
-    expect(done.returnvalue).toEqual({ status: "processed", outcome: "applied" });
-    expect(await eventRow(checkout.id)).toMatchObject({ status: "PROCESSED", attempts: 2, error: null });
-    expect(await subscriptionRow(ids.subscription)).toMatchObject({ status: "active", lastEventId: checkout.id });
-    expect(JSON.stringify(logs.lines)).not.toContain(SECRET_KEY);
+  it("fails the event permanently (FAILED, no retry) when Stripe refuses the key, with no key or customer data in the error", async () => {
+    const { ids, checkout } = lifecycle();
+    stripe.answer(ids.subscription, 401);
+    const job = await add(checkout, { attempts: 3 });
+    const done = await settled(t.queue("stripe-webhook"), job.id!);
+    expect(done.failedReason).toBe("Stripe API refused the request (401 invalid_request_error)");
+    expect(done.attemptsMade).toBe(1);
+    expect(await eventRow(checkout.id)).toMatchObject({ status: "FAILED", attempts: 1, error: "Stripe API refused the request (401 invalid_request_error)" });
+    const logged = JSON.stringify(logs.lines.filter((l) => l.jobId === job.id));
+    expect(logged).toContain("failed-permanently");
+    for (const secret of [SECRET_KEY, "sk_test_", "ada@example.com", "Ada Lovelace"]) expect(logged).not.toContain(secret);
   });
 
   it("applies the checkout without the subscription, with a warning, when Stripe answers 404", async () => {
