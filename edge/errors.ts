@@ -33,11 +33,19 @@ export class ApiError extends Error {
   readonly field: string | undefined;
   readonly issues: FieldIssue[] | undefined;
   readonly headers: Record<string, string>;
+  /** More members of the error body (e.g. per-job outcomes); ids and codes only, never payloads. */
+  readonly details: Record<string, unknown>;
 
   constructor(
     code: ErrorCode,
     message: string,
-    extra: { field?: string; issues?: FieldIssue[]; headers?: Record<string, string>; cause?: unknown } = {},
+    extra: {
+      field?: string;
+      issues?: FieldIssue[];
+      headers?: Record<string, string>;
+      details?: Record<string, unknown>;
+      cause?: unknown;
+    } = {},
   ) {
     super(message, { cause: extra.cause });
     this.name = "ApiError";
@@ -45,6 +53,7 @@ export class ApiError extends Error {
     this.field = extra.field;
     this.issues = extra.issues;
     this.headers = extra.headers ?? {};
+    this.details = extra.details ?? {};
   }
 
   get status(): ContentfulStatusCode {
@@ -83,6 +92,7 @@ export function errorBody(c: Context, error: ApiError) {
       requestId: c.get("requestId") as string,
       ...(error.field ? { field: error.field } : {}),
       ...(error.issues && error.issues.length > 1 ? { issues: error.issues } : {}),
+      ...error.details,
     },
   };
 }

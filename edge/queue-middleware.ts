@@ -1,5 +1,5 @@
 import { createMiddleware } from "hono/factory";
-import type { EnqueuedJob, EnqueueRequest, JobStatus, Producer, Readiness } from "./queue/producer.ts";
+import type { AddResult, EnqueuedJob, EnqueueRequest, JobStatus, Producer, Readiness } from "./queue/producer.ts";
 import { RedisReplyError, TransportError } from "./queue/transport.ts";
 import { ApiError } from "./errors.ts";
 
@@ -11,7 +11,12 @@ export interface QueueSession {
 
 /** What routes see as `c.var.queue`: the producer, with Redis failures turned into 503s. */
 export interface QueueApi {
-  add(jobs: readonly EnqueueRequest[]): Promise<EnqueuedJob[]>;
+  /**
+   * Adds the jobs, or answers 503 saying per job what happened. `retryKey` is the request's
+   * Idempotency-Key (sent or generated): the 503 tells the caller to retry with it, which derives
+   * the same job ids again, so jobs already accepted are not added twice.
+   */
+  add(jobs: readonly EnqueueRequest[], options?: { retryKey?: string }): Promise<EnqueuedJob[]>;
   getJob(queue: string, id: string): Promise<JobStatus | null>;
   ping(): Promise<void>;
   readiness(): Promise<Readiness>;
@@ -31,7 +36,7 @@ export function queueSession(open: () => QueueSession) {
     let session: QueueSession | undefined;
     const lazy = (): Producer => (session ??= open()).producer;
     c.set("queue", {
-      add: (jobs) => guard(() => lazy().add(jobs)),
+      add: async (jobs, options = {}) => settled(await lazy().addAll(jobs), options.retryKey),
       getJob: (queue, id) => guard(() => lazy().getJob(queue, id)),
       ping: () => guard(() => lazy().ping()),
       readiness: () => guard(() => lazy().readiness()),
@@ -48,6 +53,37 @@ export function queueSession(open: () => QueueSession) {
         }
       }
     }
+  });
+}
+
+/**
+ * All accepted: the jobs. Otherwise a retryable 503 that tells the truth per job (`accepted`,
+ * `not_accepted`, `unknown`) and how to retry safely.
+ */
+function settled(results: readonly AddResult[], retryKey: string | undefined): EnqueuedJob[] {
+  const refused = results.filter((r) => r.outcome !== "accepted");
+  if (refused.length === 0) {
+    return results.map(({ id, queue, requeued }) => ({ id, queue, ...(requeued ? { requeued } : {}) }));
+  }
+  const count = (outcome: AddResult["outcome"]) => results.filter((r) => r.outcome === outcome).length;
+  const accepted = count("accepted");
+  const unknown = count("unknown");
+  const summary =
+    accepted === 0 && unknown === 0
+      ? "the queue is unavailable; nothing was accepted"
+      : `the queue accepted ${accepted} of ${results.length} jobs` +
+        (unknown > 0 ? `; ${unknown} may have been accepted (no answer came back)` : "") +
+        `; ${count("not_accepted")} were not accepted`;
+  const how = retryKey
+    ? ` — retry the same request with Idempotency-Key: ${retryKey} (jobs already accepted are not added twice)`
+    : " — retry later";
+  throw new ApiError("queue_unavailable", summary + how, {
+    headers: { "Retry-After": RETRY_AFTER_SECONDS },
+    details: {
+      jobs: results.map(({ id, queue, outcome }) => ({ id, queue, outcome })),
+      ...(retryKey ? { retry: { idempotencyKey: retryKey } } : {}),
+    },
+    cause: refused[0]?.error,
   });
 }
 

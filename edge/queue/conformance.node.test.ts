@@ -132,12 +132,13 @@ describe("edge producer with real Redis", () => {
       { contract: auditContract, data: job("evt-b"), opts: { jobId: "evt-b" } },
     ]);
     expect(added.map((j) => j.id)).toEqual(["evt-a", "evt-b"]);
-    // The EVALSHA batch, then one EVAL batch for both NOSCRIPT items.
-    expect(transport.sent.map((cmds) => cmds.map((c) => c[0]))).toEqual([["EVALSHA", "EVALSHA"], ["EVAL", "EVAL"]]);
+    // The EVALSHA batch (each add followed by its failed-set check), then the NOSCRIPT items again:
+    // the script's body once, EVALSHA behind it.
+    expect(transport.sent.map((cmds) => cmds.map((c) => c[0]))).toEqual([["EVALSHA", "ZSCORE", "EVALSHA", "ZSCORE"], ["EVAL", "EVALSHA"]]);
     expect(await client.lrange(`${prefix}:audit:wait`, 0, -1)).toEqual(["evt-b", "evt-a"]);
     // Now cached: the next add is a single EVALSHA round trip.
     await producer.add({ contract: auditContract, data: job("evt-c"), opts: { jobId: "evt-c" } });
-    expect(transport.sent.at(-1)?.map((c) => c[0])).toEqual(["EVALSHA"]);
+    expect(transport.sent.at(-1)?.map((c) => c[0])).toEqual(["EVALSHA", "ZSCORE"]);
     expect(transport.sent).toHaveLength(3);
   });
 

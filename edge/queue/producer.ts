@@ -3,10 +3,10 @@
  * running BullMQ's own scripts so a plain Node BullMQ Worker consumes what the edge produces.
  */
 import { DEFAULT_QUEUE_PREFIX, RESERVED_JOB_IDS, type JobContract, type JobData, type JobOptions } from "../../shared/jobs/contract.ts";
-import { getStateScript } from "../../shared/jobs/bullmq-scripts.ts";
-import { buildAddJob, queueKey } from "./job-args.ts";
+import { getStateScript, reprocessJobScript } from "../../shared/jobs/bullmq-scripts.ts";
+import { buildAddJob, normalizeJobOptions, queueKey } from "./job-args.ts";
 import { RespError, type Reply } from "./resp.ts";
-import { RedisReplyError, runPipeline, type RedisTransport } from "./transport.ts";
+import { PipelineInterrupted, RedisReplyError, runPipeline, TransportError, type PipelineItem, type RedisTransport } from "./transport.ts";
 
 export interface EnqueueRequest<C extends JobContract = JobContract> {
   contract: C;
@@ -19,6 +19,24 @@ export interface EnqueueRequest<C extends JobContract = JobContract> {
 export interface EnqueuedJob {
   id: string;
   queue: string;
+  /** The id named a job that had failed: it was moved back to wait (BullMQ's `job.retry("failed")`). */
+  requeued?: true;
+}
+
+/**
+ * What became of one job of a batch. A batch is one pipeline, not a transaction: some adds can
+ * succeed while others get an error reply (OOM, Upstash's request limit), and a connection lost
+ * after sending leaves the outcome unknown.
+ * - `accepted`: Redis confirmed the job exists (new, or already there under that id).
+ * - `not_accepted`: Redis answered with an error for this add; nothing was written for it.
+ * - `unknown`: the commands may have run but no answer came back.
+ */
+export type AddOutcome = "accepted" | "not_accepted" | "unknown";
+
+export interface AddResult extends EnqueuedJob {
+  outcome: AddOutcome;
+  /** Why the job is not `accepted`. Messages name commands and queues, never payloads. */
+  error?: Error;
 }
 
 /** BullMQ's job states as its getState script reports them. */
@@ -56,9 +74,17 @@ export interface ProducerOptions {
 }
 
 export interface Producer {
-  /** One job, or a batch sent as a single pipelined round trip; ids in request order. */
+  /**
+   * One job, or a batch sent as a single pipelined round trip; ids in request order. Rejects with
+   * the first job's error if any job is not accepted (use `addAll` to see each job's outcome).
+   */
   add<C extends JobContract>(job: EnqueueRequest<C>): Promise<EnqueuedJob>;
   add(jobs: readonly EnqueueRequest[]): Promise<EnqueuedJob[]>;
+  /**
+   * Adds a batch and reports each job's outcome instead of rejecting on Redis trouble (invalid
+   * options still throw, before anything is sent). A job id that names a failed job re-queues it.
+   */
+  addAll(jobs: readonly EnqueueRequest[]): Promise<AddResult[]>;
   getJob(queue: string, id: string): Promise<JobStatus | null>;
   /** Resolves when Redis answers PONG; for health checks. */
   ping(): Promise<void>;
@@ -82,15 +108,24 @@ export function fleetKey(prefix: string): string {
 
 const STATES = new Set<string>(["waiting", "active", "delayed", "prioritized", "completed", "failed", "waiting-children", "unknown"]);
 
-function toAddedId(reply: Reply | undefined, queue: string): string {
-  if (reply instanceof RespError) throw new RedisReplyError(reply, `add to queue "${queue}"`);
-  // Custom ids come back as strings; generated ids as the INCR integer.
-  if (typeof reply === "number") {
-    if (reply < 0) throw new AddJobError(reply, queue);
-    return String(reply);
+/**
+ * Runs a pipeline and keeps what is known when the transport fails: every reply of a pipeline
+ * that never went out is missing (undefined), and so is every reply lost after sending.
+ */
+async function settle(run: () => Promise<Reply[]>): Promise<{ replies: Array<Reply | undefined>; failure?: TransportError }> {
+  try {
+    return { replies: await run() };
+  } catch (err) {
+    if (err instanceof PipelineInterrupted) return { replies: err.replies, failure: err };
+    if (err instanceof TransportError) return { replies: [], failure: err };
+    throw err;
   }
-  if (typeof reply === "string") return reply;
-  throw new Error(`Unexpected reply to add on queue "${queue}": ${JSON.stringify(reply)}`);
+}
+
+/** The outcome of a job whose reply never came: unknown once bytes were sent, else not accepted. */
+function lost(failure: TransportError | undefined): Pick<AddResult, "outcome" | "error"> {
+  const error = failure ?? new TransportError("no reply", true);
+  return { outcome: error.maybeEnqueued ? "unknown" : "not_accepted", error };
 }
 
 function isoFromMs(value: string | undefined): string | undefined {
@@ -103,23 +138,82 @@ export function createProducer(transport: RedisTransport, options: ProducerOptio
   const prefix = options.prefix ?? DEFAULT_QUEUE_PREFIX;
   const now = options.now ?? Date.now;
 
-  async function addMany(jobs: readonly EnqueueRequest[]): Promise<EnqueuedJob[]> {
+  /**
+   * One round trip: each add, followed for caller-chosen ids by `ZSCORE <queue>:failed <id>`.
+   * The add of an existing id returns that id and changes nothing, so a non-nil score means the
+   * job is there and failed; those are re-queued in a second round trip (see requeue).
+   */
+  async function addAll(jobs: readonly EnqueueRequest[]): Promise<AddResult[]> {
     if (jobs.length === 0) return [];
     // One timestamp per batch, like one Date.now() per Queue.add call in a tight loop.
     const timestamp = now();
-    const calls = jobs.map(({ contract, data, opts }) =>
-      buildAddJob({ prefix, queue: contract.queue, name: contract.name, data, defaults: contract.defaults, opts, timestamp }),
-    );
-    const replies = await runPipeline(transport, calls);
-    return jobs.map(({ contract }, i) => ({ id: toAddedId(replies[i], contract.queue), queue: contract.queue }));
+    const items: PipelineItem[] = [];
+    const at = jobs.map(({ contract, data, opts }) => {
+      const add = items.push(
+        buildAddJob({ prefix, queue: contract.queue, name: contract.name, data, defaults: contract.defaults, opts, timestamp }),
+      ) - 1;
+      const score = opts?.jobId ? items.push(["ZSCORE", queueKey(prefix, contract.queue, "failed"), opts.jobId]) - 1 : -1;
+      return { add, score };
+    });
+    const { replies, failure } = await settle(() => runPipeline(transport, items));
+
+    const results = jobs.map(({ contract, opts }, i): AddResult => {
+      const queue = contract.queue;
+      const base = { id: opts?.jobId ?? "", queue };
+      const reply = replies[at[i]?.add ?? -1];
+      if (reply === undefined) return { ...base, ...lost(failure) };
+      if (reply instanceof RespError) return { ...base, outcome: "not_accepted", error: new RedisReplyError(reply, `add to queue "${queue}"`) };
+      if (typeof reply === "number" && reply < 0) return { ...base, outcome: "not_accepted", error: new AddJobError(reply, queue) };
+      if (typeof reply !== "number" && typeof reply !== "string") {
+        return { ...base, outcome: "unknown", error: new Error(`Unexpected reply to add on queue "${queue}": ${JSON.stringify(reply)}`) };
+      }
+      return { id: String(reply), queue, outcome: "accepted" };
+    });
+
+    const failed = jobs.flatMap((job, i) => {
+      const score = replies[at[i]?.score ?? -1];
+      const accepted = results[i]?.outcome === "accepted";
+      return accepted && score !== undefined && score !== null && !(score instanceof RespError) ? [{ job, i }] : [];
+    });
+    if (failed.length > 0) await requeue(failed, results);
+    return results;
+  }
+
+  /**
+   * Runs BullMQ's reprocessJob for each job found failed, with exactly the KEYS/ARGV that
+   * `job.retry("failed")` sends (attempt counters kept, as retry() does by default): the job gets
+   * one more attempt per re-send. -1/-3 mean it left the failed set meanwhile (removed, or
+   * retried by someone else): it stays accepted, not re-queued by us.
+   */
+  async function requeue(failed: ReadonlyArray<{ job: EnqueueRequest; i: number }>, results: AddResult[]): Promise<void> {
+    const calls = failed.map(({ job, i }) => {
+      const queue = job.contract.queue;
+      const id = results[i]?.id ?? "";
+      const key = (type: string) => queueKey(prefix, queue, type);
+      const lifo = normalizeJobOptions(job.contract.defaults, job.opts ?? {}).lifo === true;
+      const keys = [key(id), ...["events", "failed", "wait", "meta", "active", "marker", "prioritized", "pc"].map(key)];
+      return { script: reprocessJobScript, keys, args: [id, lifo ? "RPUSH" : "LPUSH", "failedReason", "failed", "0", "0"] };
+    });
+    const { replies, failure } = await settle(() => runPipeline(transport, calls));
+    failed.forEach(({ i }, j) => {
+      const result = results[i] as AddResult;
+      const reply = replies[j];
+      if (reply === undefined) Object.assign(result, lost(failure));
+      else if (reply instanceof RespError) {
+        // The job exists but is still failed: the caller must send it again.
+        Object.assign(result, { outcome: "not_accepted", error: new RedisReplyError(reply, `re-queue failed job on "${result.queue}"`) });
+      } else if (reply === 1) result.requeued = true;
+    });
   }
 
   async function add<C extends JobContract>(job: EnqueueRequest<C>): Promise<EnqueuedJob>;
   async function add(jobs: readonly EnqueueRequest[]): Promise<EnqueuedJob[]>;
   async function add(input: EnqueueRequest | readonly EnqueueRequest[]): Promise<EnqueuedJob | EnqueuedJob[]> {
-    if (Array.isArray(input)) return addMany(input);
-    const [added] = await addMany([input as EnqueueRequest]);
-    return added as EnqueuedJob;
+    const results = await addAll(Array.isArray(input) ? input : [input as EnqueueRequest]);
+    const refused = results.find((r) => r.outcome !== "accepted");
+    if (refused) throw refused.error ?? new Error(`job on queue "${refused.queue}" was not accepted`);
+    const added = results.map(({ id, queue, requeued }): EnqueuedJob => ({ id, queue, ...(requeued ? { requeued } : {}) }));
+    return Array.isArray(input) ? added : (added[0] as EnqueuedJob);
   }
 
   async function getJob(queue: string, id: string): Promise<JobStatus | null> {
@@ -168,7 +262,7 @@ export function createProducer(transport: RedisTransport, options: ProducerOptio
     return { prefix, fleet: queues };
   }
 
-  return { add, getJob, ping, readiness };
+  return { add, addAll, getJob, ping, readiness };
 }
 
 /** Spreads `{ [key]: value }` only when defined (exactOptionalPropertyTypes-friendly). */

@@ -38,6 +38,20 @@ export class TransportError extends Error {
   }
 }
 
+/**
+ * The first round trip of a pipeline was answered, a later one (the NOSCRIPT fallback) failed in
+ * transit. `replies` holds what is known: the first round's replies, and `undefined` for each
+ * item whose retry went unanswered.
+ */
+export class PipelineInterrupted extends TransportError {
+  readonly replies: Array<Reply | undefined>;
+  constructor(cause: TransportError, replies: Array<Reply | undefined>) {
+    super(cause.message, cause.maybeEnqueued, { cause });
+    this.name = "PipelineInterrupted";
+    this.replies = replies;
+  }
+}
+
 /** Redis answered a command with an error reply (bad password, script runtime error, OOM …). */
 export class RedisReplyError extends Error {
   readonly code: string;
@@ -100,7 +114,15 @@ export async function runPipeline(transport: RedisTransport, items: readonly Pip
         return evalCommand(call, script, full);
       }),
     );
-    const retried = await transport.pipeline(commands);
+    let retried: Reply[];
+    try {
+      retried = await transport.pipeline(commands);
+    } catch (err) {
+      if (!(err instanceof TransportError)) throw err;
+      const known: Array<Reply | undefined> = [...replies];
+      for (const index of retry) known[index] = undefined;
+      throw new PipelineInterrupted(err, known);
+    }
     retry.forEach((index, j) => {
       replies[index] = retried[j] ?? null;
     });

@@ -14,11 +14,12 @@ const EventBatch = z.strictObject({
 
 /**
  * The job id of each event: its own `id`, else the request's Idempotency-Key (suffixed with the
- * position in a batch), else a fresh UUID. Any of these makes a re-send return the same job. The
- * final id is checked, not only its parts: it must name this job and nothing else in Redis.
+ * position in a batch). The key is generated when the caller sent none, so ids are never
+ * independent random values: a 503 returns the key, and retrying with it re-derives the same ids.
+ * The final id is checked, not only its parts: it must name this job and nothing else in Redis.
  */
-function eventJobId(event: AuditEvent, key: string | undefined, index: number, batch: boolean): string {
-  const id = event.id ?? (key ? (batch ? `${key}.${index}` : key) : crypto.randomUUID());
+function eventJobId(event: AuditEvent, key: string, index: number, batch: boolean): string {
+  const id = event.id ?? (batch ? `${key}.${index}` : key);
   const problem = jobIdProblem(id);
   if (problem && event.id) {
     const field = batch ? `events[${index}].id` : "id";
@@ -30,9 +31,9 @@ function eventJobId(event: AuditEvent, key: string | undefined, index: number, b
 
 export const events = new Hono<{ Variables: QueueVariables }>().post("/", async (c) => {
   const body = await readJson(c);
-  const key = idempotencyKey(c);
+  const key = idempotencyKey(c) ?? crypto.randomUUID();
   const batch = typeof body === "object" && body !== null && !Array.isArray(body) && "events" in body;
-  // Every event is validated before anything is enqueued: a batch is accepted whole or not at all.
+  // Every event is validated before anything is enqueued; the batch then goes out as one pipeline.
   const raw = batch ? parseWith(EventBatch, body).events : [body];
   const now = new Date().toISOString();
   const seen = new Map<string, number>();
@@ -48,6 +49,9 @@ export const events = new Hono<{ Variables: QueueVariables }>().post("/", async 
     seen.set(id, i);
     return { ...event, id, occurredAt: event.occurredAt ?? now };
   });
-  const added = await c.var.queue.add(jobs.map((data) => ({ contract: auditContract, data, opts: { jobId: data.id } })));
+  const added = await c.var.queue.add(
+    jobs.map((data) => ({ contract: auditContract, data, opts: { jobId: data.id } })),
+    { retryKey: key },
+  );
   return c.json({ jobs: added }, 202);
 });

@@ -13,6 +13,7 @@ import { addDelayedJob } from "bullmq/dist/esm/scripts/addDelayedJob-6.js";
 import { addPrioritizedJob } from "bullmq/dist/esm/scripts/addPrioritizedJob-9.js";
 import { addStandardJob } from "bullmq/dist/esm/scripts/addStandardJob-9.js";
 import { getStateV2 } from "bullmq/dist/esm/scripts/getStateV2-8.js";
+import { reprocessJob } from "bullmq/dist/esm/scripts/reprocessJob-9.js";
 
 /** The bullmq version these scripts and the edge's argument layout belong to (package.json pin). */
 export const BULLMQ_VERSION = "6.7.0";
@@ -60,10 +61,20 @@ export const addPrioritizedJobScript = defineScript(addPrioritizedJob);
  */
 export const getStateScript = defineScript(getStateV2);
 
+/**
+ * What `job.retry("failed")` runs (RedisQueueBackend.retryFinishedJob): moves a failed job back to
+ * wait (or prioritized) and clears finishedOn/processedOn/failedReason. KEYS: job, events, failed,
+ * wait, meta, active, marker, prioritized, pc; ARGV: id, LPUSH|RPUSH, "failedReason", "failed",
+ * reset attemptsMade "0"|"1", reset attemptsStarted "0"|"1". Returns 1, -1 (no job) or -3 (not
+ * in the failed set).
+ */
+export const reprocessJobScript = defineScript(reprocessJob);
+
 /** Every script the edge may run; the worker fleet preloads exactly these. */
 export const EDGE_SCRIPTS: readonly LuaScript[] = [
   addStandardJobScript,
   addDelayedJobScript,
   addPrioritizedJobScript,
   getStateScript,
+  reprocessJobScript,
 ];
