@@ -92,4 +92,35 @@ describe("startFleet", () => {
     expect(await t.queue("audit").getJobState(e.id)).toBe("completed");
     await t.stop();
   });
+
+  it("close(timeoutMs) stops waiting for a job still running after timeoutMs and reports drained: false", async () => {
+    let release!: () => void;
+    const stuck = new Promise<void>((r) => (release = r));
+    let started = false;
+    const hung: Handler<typeof auditContract> = async () => {
+      started = true;
+      await stuck;
+    };
+    const t = await startTestFleet({ handlers: handlers(hung), scripts: [], log: () => {} }, { queues: ["audit"] });
+    try {
+      const e = auditEvent();
+      await t.add(auditContract, e, { jobId: e.id });
+      const deadline = Date.now() + 15_000;
+      while (!started) {
+        if (Date.now() > deadline) throw new Error("the job never started");
+        await new Promise((r) => setTimeout(r, 20));
+      }
+      // The bound is 200 ms; 15 s only separates "gave up" from "waited for the job" (which never ends).
+      const closed = await Promise.race([
+        t.fleet.close(200),
+        new Promise<"still waiting">((r) => setTimeout(() => r("still waiting"), 15_000)),
+      ]);
+      expect(closed).toEqual({ drained: false });
+      // Abandoned, not finished: the lock lapses and the stalled check hands it to another worker.
+      expect(await t.queue("audit").getJobState(e.id)).toBe("active");
+    } finally {
+      release();
+      await t.stop();
+    }
+  });
 });
