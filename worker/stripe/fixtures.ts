@@ -130,6 +130,15 @@ export function customerLifecycle(ids: LifecycleIds = lifecycleIds()): StripeEve
   ];
 }
 
+/** A copy of a subscription object (as in the fixtures) with another seat count on its item. */
+export function withQuantity(subscription: JsonObject, quantity: number): JsonObject & { id: string } {
+  const items = subscription.items as { data: JsonObject[] } & JsonObject;
+  return {
+    ...(subscription as JsonObject & { id: string }),
+    items: { ...items, data: items.data.map((item, i) => (i === 0 ? { ...item, quantity } : item)) },
+  };
+}
+
 /** One event of `type` from a fresh lifecycle (`stripe:send`); unknown types get a bare object. */
 export function sampleEvent(type: string): StripeEventFixture {
   const found = customerLifecycle(lifecycleIds()).find((e) => e.type === type);

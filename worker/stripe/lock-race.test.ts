@@ -12,7 +12,7 @@ import { createDb, type Database } from "../db.ts";
 import type { JobContext } from "../runner.ts";
 import { startFakeStripe, type FakeStripe } from "../testing/fake-stripe.ts";
 import { memoryLog } from "../testing/fixtures.ts";
-import { customerLifecycle, lifecycleIds, type StripeEventFixture } from "./fixtures.ts";
+import { customerLifecycle, lifecycleIds, withQuantity, type StripeEventFixture } from "./fixtures.ts";
 import { createStripeApi, createStripeWebhookHandler } from "./handler.ts";
 
 const PAIRS = 150;
@@ -56,7 +56,7 @@ describe("Stripe events of one customer racing each other", () => {
       const [checkout, created] = customerLifecycle(ids);
       // Stripe's current state differs from the created event's (3 seats, not 1), so the row shows
       // which write won: the created event (same second, higher rank) must.
-      stripe.putSubscription({ ...(created!.data.object as { id: string }), quantity: 3 });
+      stripe.putSubscription(withQuantity(created!.data.object, 3));
       return { ids, checkout: checkout!, created: created! };
     });
 

@@ -10,7 +10,7 @@ import type { Database } from "../db.ts";
 import { createHandlers } from "../fleet.ts";
 import { startFakeStripe, type FakeStripe } from "../testing/fake-stripe.ts";
 import { memoryLog, settled, startTestFleet, testDb, type TestFleet } from "../testing/fixtures.ts";
-import { customerLifecycle, lifecycleIds, type StripeEventFixture } from "./fixtures.ts";
+import { customerLifecycle, lifecycleIds, stripeId, withQuantity, type StripeEventFixture } from "./fixtures.ts";
 
 const SECRET_KEY = "sk_test_51FakeKeyForTheLocalStripeStandIn";
 const DAY = 86_400;
@@ -114,6 +114,47 @@ describe("checkout.session.completed with a Stripe secret key", () => {
     expect(requestsFor(ids.subscription)).toHaveLength(1);
     expect(await subscriptionRow(ids.subscription)).toMatchObject({ quantity: 2, lastEventId: updated.id });
   });
+
+  // Stripe's `created` has second resolution, so the version order's tie-breaks (EVENT_RANK, then
+  // the event id) decide these rows. The ids are chosen so the id alone would pick the wrong
+  // winner: "evt_0…" sorts before "evt_z…" (collation "C").
+  const lowId = () => `evt_0${stripeId("x").slice(2)}`;
+  const highId = () => `evt_z${stripeId("x").slice(2)}`;
+
+  for (const order of ["checkout first", "subscription.created first"] as const) {
+    it(`same second, ${order}: the created event's subscription wins over the checkout's fetched one`, async () => {
+      const { ids, events, subscriptionAt } = lifecycle();
+      // Same `created`; the checkout's id sorts higher, so only the rank can make created win.
+      const checkout = { ...events[0]!, id: highId() };
+      const created = { ...events[1]!, id: lowId() };
+      expect(checkout.created).toBe(created.created);
+      // Stripe's current state (3 seats) differs from the created event's (1 seat).
+      stripe.putSubscription(withQuantity(subscriptionAt(1), 3));
+      for (const e of order === "checkout first" ? [checkout, created] : [created, checkout]) {
+        expect((await run(e)).returnvalue).toMatchObject({ status: "processed" });
+      }
+      expect(requestsFor(ids.subscription)).toHaveLength(1);
+      expect(await subscriptionRow(ids.subscription)).toMatchObject({ quantity: 1, lastEventId: created.id, lastEventRank: 1 });
+      const [customer] = await database.db.select().from(stripeCustomers).where(eq(stripeCustomers.stripeCustomerId, ids.customer));
+      expect(customer).toMatchObject({ email: "ada@example.com", lastEventId: checkout.id });
+    });
+  }
+
+  for (const order of ["lower id first", "higher id first"] as const) {
+    it(`two customer.subscription.updated in the same second, ${order}: the same one wins (the higher event id)`, async () => {
+      const { ids, events } = lifecycle();
+      const updated = events[3]!;
+      const object = updated.data.object;
+      const low = { ...updated, id: lowId(), data: { ...updated.data, object: withQuantity(object, 4) } };
+      const high = { ...updated, id: highId(), data: { ...updated.data, object: withQuantity(object, 5) } };
+      for (const e of order === "lower id first" ? [low, high] : [high, low]) {
+        expect((await run(e)).returnvalue).toMatchObject({ status: "processed" });
+      }
+      expect(await subscriptionRow(ids.subscription)).toMatchObject({ quantity: 5, lastEventId: high.id, lastEventRank: 2 });
+      expect(await eventRow(order === "lower id first" ? low.id : high.id)).toMatchObject({ status: "PROCESSED", outcome: "applied" });
+      expect(await eventRow(order === "lower id first" ? high.id : low.id)).toMatchObject({ status: "PROCESSED", outcome: order === "lower id first" ? "applied" : "stale" });
+    });
+  }
 
   for (const failure of [500, 429, "reset"] as const) {
     it(`hands the job back without spending an attempt while Stripe answers ${failure}, then applies it`, async () => {
