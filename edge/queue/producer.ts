@@ -3,7 +3,7 @@
  * running BullMQ's own scripts so a plain Node BullMQ Worker consumes what the edge produces.
  */
 import { DEFAULT_QUEUE_PREFIX, RESERVED_JOB_IDS, type JobContract, type JobData, type JobOptions } from "../../shared/jobs/contract.ts";
-import { getStateScript, reprocessJobScript } from "../../shared/jobs/bullmq-scripts.ts";
+import { getStateScript, readJobScript, reprocessJobScript } from "../../shared/jobs/bullmq-scripts.ts";
 import { buildAddJob, normalizeJobOptions, queueKey } from "./job-args.ts";
 import { RespError, type Reply } from "./resp.ts";
 import { PipelineInterrupted, RedisReplyError, runPipeline, TransportError, type PipelineItem, type RedisTransport } from "./transport.ts";
@@ -222,8 +222,9 @@ export function createProducer(transport: RedisTransport, options: ProducerOptio
     const key = (type: string) => queueKey(prefix, queue, type);
     const stateKeys = ["completed", "failed", "delayed", "active", "wait", "paused", "waiting-children", "prioritized"].map(key);
     // Hash and state in one round trip; the two reads are not atomic, which is fine for a status view.
+    // Both are scripts, so on Upstash they run on the primary, never on a lagging replica.
     const [hash, state] = await runPipeline(transport, [
-      ["HGETALL", key(id)],
+      { script: readJobScript, keys: [key(id)], args: [] },
       { script: getStateScript, keys: stateKeys, args: [id] },
     ]);
     if (hash instanceof RespError) throw new RedisReplyError(hash, `read job ${queue}/${id}`);

@@ -7,8 +7,14 @@
  * Replies are requested with `Upstash-Encoding: base64`, so non-UTF-8 values cannot corrupt the
  * JSON; they are then decoded as UTF-8, exactly like the RESP decoder does for the socket path.
  *
- * Lifetime: stateless apart from an optional `close`; fetch's connection pool belongs to the
- * runtime (Cloudflare keeps connections to Upstash warm across requests and isolates).
+ * Lifetime: one transport per Worker request; fetch's connection pool belongs to the runtime
+ * (Cloudflare keeps connections to Upstash warm across requests and isolates).
+ *
+ * Read-your-writes: Upstash may serve reads from replicas. Its documented mechanism for REST
+ * (https://upstash.com/docs/redis/howto/readyourwrites) is the `upstash-sync-token` header: save
+ * it from each response and send it with the next request, and the replica catches up to it first.
+ * The transport does that for every request it makes; it cannot do it across Worker requests (a
+ * POST, then a separate GET), which is why the producer reads jobs through scripts (producer.ts).
  */
 import { fromBase64, toJsonCommand, upstashScript } from "./upstash-args.ts";
 import { RespError, type RedisCommand, type Reply } from "./resp.ts";
@@ -37,6 +43,8 @@ export function createUpstashTransport(restUrl: string, token: string, options: 
   const timeoutMs = options.timeoutMs ?? 5000;
   const doFetch = options.fetch ?? fetch;
   let closed = false;
+  /** The latest `upstash-sync-token` Upstash returned to this transport, sent with each next request. */
+  let syncToken: string | undefined;
 
   async function pipeline(commands: readonly RedisCommand[]): Promise<Reply[]> {
     if (closed) throw new TransportError("transport already closed", false);
@@ -48,11 +56,17 @@ export function createUpstashTransport(restUrl: string, token: string, options: 
     try {
       response = await doFetch(endpoint, {
         method: "POST",
-        headers: { authorization: `Bearer ${token}`, "content-type": "application/json", "upstash-encoding": "base64" },
+        headers: {
+          authorization: `Bearer ${token}`,
+          "content-type": "application/json",
+          "upstash-encoding": "base64",
+          ...(syncToken ? { "upstash-sync-token": syncToken } : {}),
+        },
         body,
         signal: AbortSignal.timeout(timeoutMs),
       });
       text = await response.text();
+      syncToken = response.headers.get("upstash-sync-token") ?? syncToken;
     } catch (err) {
       // fetch cannot tell "never connected" from "sent, answer lost": once it was called the
       // commands may have run, so the outcome is unknown (retry with the same jobId).

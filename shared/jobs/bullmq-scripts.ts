@@ -70,6 +70,21 @@ export const getStateScript = defineScript(getStateV2);
  */
 export const reprocessJobScript = defineScript(reprocessJob);
 
+/**
+ * Not BullMQ's: the edge's own one-line read of a job hash. It is a script so that it runs where
+ * scripts run — on the primary — and `GET /v1/jobs` never misses a job the edge just created
+ * because a replica served the read (Upstash; a separate Worker request cannot carry Upstash's
+ * sync token from the POST that created the job).
+ * KEYS[1] the job hash. Returns HGETALL's flat field/value list (empty when there is no job).
+ */
+export const readJobScript = defineScript({
+  name: "edgefleetReadJob",
+  content: `-- edgefleet: KEYS[1] job hash; returns HGETALL of it. A script, so the read runs on the primary.
+return redis.call("HGETALL", KEYS[1])
+`,
+  keys: 1,
+});
+
 /** Every script the edge may run; the worker fleet preloads exactly these. */
 export const EDGE_SCRIPTS: readonly LuaScript[] = [
   addStandardJobScript,
@@ -77,4 +92,5 @@ export const EDGE_SCRIPTS: readonly LuaScript[] = [
   addPrioritizedJobScript,
   getStateScript,
   reprocessJobScript,
+  readJobScript,
 ];
