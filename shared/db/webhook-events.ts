@@ -14,10 +14,16 @@ export const webhookEvents = pgTable(
     processedAt: timestamp("processed_at", { withTimezone: true, mode: "date" }),
     /** What processing did: "applied", "stale" (a newer event already wrote the object), "ignored". */
     outcome: text("outcome"),
+    /**
+     * Last time anything happened to the event: a run started, its failure was recorded, it was
+     * processed or replayed. A PENDING event untouched for long has no job working on it (lost,
+     * stalled, or a replay whose enqueue failed): `stripe:replay --list` shows it.
+     */
+    updatedAt: timestamp("updated_at", { withTimezone: true, mode: "date" }).notNull().defaultNow(),
     /** Operator replays (`npm run stripe:replay`): how many, and the latest. */
     replayCount: integer("replay_count").notNull().default(0),
     replayedAt: timestamp("replayed_at", { withTimezone: true, mode: "date" }),
   },
-  // The operator's "list failed events" query.
+  // The operator's "list events not PROCESSED" query.
   (t) => [index("webhook_events_status_idx").on(t.status)],
 );

@@ -86,7 +86,7 @@ export function createStripeWebhookHandler(db: Db, deps: { stripe?: StripeApi | 
       .values({ stripeEventId: event.id, type: event.type, payload: event.event, status: "PENDING", attempts: 1 })
       .onConflictDoUpdate({
         target: webhookEvents.stripeEventId,
-        set: { attempts: sql`${webhookEvents.attempts} + 1` },
+        set: { attempts: sql`${webhookEvents.attempts} + 1`, updatedAt: sql`now()` },
         setWhere: ne(webhookEvents.status, "PROCESSED"),
       })
       .returning({ attempts: webhookEvents.attempts });
@@ -99,7 +99,7 @@ export function createStripeWebhookHandler(db: Db, deps: { stripe?: StripeApi | 
         const result = await applyEvent(tx, event, fetched);
         await tx
           .update(webhookEvents)
-          .set({ status: "PROCESSED", processedAt: sql`now()`, error: null, outcome: result })
+          .set({ status: "PROCESSED", processedAt: sql`now()`, updatedAt: sql`now()`, error: null, outcome: result })
           .where(eq(webhookEvents.stripeEventId, event.id));
         return result;
       });
@@ -110,7 +110,7 @@ export function createStripeWebhookHandler(db: Db, deps: { stripe?: StripeApi | 
       try {
         await db
           .update(webhookEvents)
-          .set({ status: final ? "FAILED" : "PENDING", error: publicMessage(err) })
+          .set({ status: final ? "FAILED" : "PENDING", error: publicMessage(err), updatedAt: sql`now()` })
           .where(and(eq(webhookEvents.stripeEventId, event.id), ne(webhookEvents.status, "PROCESSED")));
       } catch (markErr) {
         ctx.log("warn", "could not record the Stripe event's failure", { eventId: event.id, error: publicMessage(err), recordError: publicMessage(markErr) });
