@@ -1,4 +1,4 @@
-import { eq } from "drizzle-orm";
+import { eq, sql } from "drizzle-orm";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { stripeCustomers } from "../../shared/db/stripe-customers.ts";
 import { stripeInvoices } from "../../shared/db/stripe-invoices.ts";
@@ -28,7 +28,8 @@ beforeAll(async () => {
       scripts: [],
       log: logs.log,
     },
-    { queues: ["stripe-webhook"] },
+    // A short outage hold-off so a job handed back runs again quickly.
+    { queues: ["stripe-webhook"], outageBackoffMinMs: 100, outageBackoffMaxMs: 500 },
   );
 });
 afterAll(async () => {
@@ -44,6 +45,16 @@ function job(event: StripeEventFixture): StripeWebhookJob {
 async function run(event: StripeEventFixture, jobId = event.id, opts: { attempts?: number } = {}) {
   const added = await t.add(stripeWebhookContract, job(event), { jobId, ...opts });
   return settled(t.queue("stripe-webhook"), added.id!);
+}
+
+async function eventually<T>(what: string, check: () => Promise<T | undefined>, timeoutMs = 30_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const value = await check();
+    if (value !== undefined) return value;
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
 }
 
 async function eventRow(id: string) {
@@ -104,6 +115,34 @@ describe("stripe-webhook queue", () => {
     // Without the key the subscription is not fetched, so the checkout writes no subscription row.
     expect(await database.db.select().from(stripeSubscriptions).where(eq(stripeSubscriptions.stripeSubscriptionId, ids.subscription))).toEqual([]);
     expect(await eventRow(checkout!.id)).toMatchObject({ status: "PROCESSED", outcome: "applied", attempts: 1, error: null });
+  });
+
+  it("does not swallow a failure to record FAILED: the job goes back to wait and the event ends FAILED once Postgres takes the write", async () => {
+    const event = { ...sampleEvent("customer.subscription.updated"), data: { object: { id: "sub_broken" } } };
+    // Postgres refuses exactly the statement that records this event's failure, with a connection
+    // SQLSTATE, as it would if the server went away between the failed apply and the mark.
+    const fn = `fail_mark_${event.id.slice(4, 16).toLowerCase()}`;
+    await database.db.execute(sql.raw(`create function ${fn}() returns trigger language plpgsql as $$ begin
+      if new.stripe_event_id = '${event.id}' and new.error is not null then
+        raise exception 'injected: connection lost' using errcode = '08006';
+      end if; return new; end $$`));
+    await database.db.execute(sql.raw(`create trigger ${fn} before update on webhook_events for each row execute function ${fn}()`));
+    const queue = t.queue("stripe-webhook");
+    try {
+      const added = await t.add(stripeWebhookContract, job(event), { jobId: event.id, attempts: 1 });
+      await eventually("two runs whose failure could not be recorded", async () =>
+        logs.lines.filter((l) => l.msg === "could not record the Stripe event's failure" && l.eventId === event.id).length >= 2 ? true : undefined,
+      );
+      // The permanent failure was not allowed to finish the job while its row still says PENDING.
+      expect(await queue.getJobState(added.id!)).not.toBe("failed");
+      expect(await eventRow(event.id)).toMatchObject({ status: "PENDING", error: null });
+    } finally {
+      await database.db.execute(sql.raw(`drop trigger ${fn} on webhook_events`));
+      await database.db.execute(sql.raw(`drop function ${fn}()`));
+    }
+    const done = await settled(queue, event.id, 30_000);
+    expect(done.failedReason).toMatch(/data\.object/);
+    expect(await eventRow(event.id)).toMatchObject({ status: "FAILED", error: expect.stringMatching(/data\.object/) });
   });
 
   it("replays a FAILED event as a new job, records the replay and ends PROCESSED", async () => {
