@@ -108,7 +108,9 @@ it("answers 503 with Retry-After while Redis is stopped, loses nothing it accept
     expect(refused.body).toMatchObject({ error: { code: "queue_unavailable" } });
     // Connection refused must surface at once, not after the 2 s connect bound.
     expect(refused.ms).toBeLessThan(2_000);
-    expect((await stack.get("/health")).status).toBe(503);
+    // Readiness (behind the API key) reports Redis down; /health is liveness and stays 200.
+    expect((await stack.get("/v1/health")).status).toBe(503);
+    expect((await stack.get("/health")).status).toBe(200);
 
     await redis.restart();
     expect((await jobsInRedis(accepted)).size).toBe(30);
