@@ -42,8 +42,8 @@ export interface Fleet {
   outages(): Partial<Record<QueueName, OutageState>>;
   /**
    * Stops taking jobs and waits for running ones. After `timeoutMs` the remaining jobs are
-   * abandoned (`close(true)`): their locks lapse and BullMQ's stalled check hands them to another
-   * worker — at-least-once, which is why every handler is idempotent.
+   * abandoned (connections dropped): their locks lapse and BullMQ's stalled check hands them to
+   * another worker — at-least-once, which is why every handler is idempotent.
    */
   close(timeoutMs?: number): Promise<{ drained: boolean }>;
 }
@@ -185,7 +185,13 @@ export async function startFleet(config: FleetConfig, deps: FleetDeps): Promise<
         const timedOut = new Promise<"timeout">((r) => (timer = setTimeout(() => r("timeout"), timeoutMs)));
         drained = (await Promise.race([closing.then(() => "closed" as const), timedOut])) === "closed";
         clearTimeout(timer);
-        if (!drained) await Promise.all([...workers.values()].map((w) => w.close(true)));
+        // BullMQ's close(true) would only return the close() already pending, which waits for the
+        // running jobs forever. Dropping the workers' connections instead stops their lock renewal:
+        // the locks lapse and the stalled check hands the jobs to another worker.
+        if (!drained) {
+          closing.catch(() => undefined);
+          await Promise.all([...workers.values()].map((w) => w.disconnect().catch(() => undefined)));
+        }
       } else {
         await closing;
       }
