@@ -12,7 +12,7 @@ import { webhookEvents } from "../../shared/db/webhook-events.ts";
 import { auditContract } from "../../shared/jobs/audit.ts";
 import type { JobContract } from "../../shared/jobs/contract.ts";
 import { emailContract } from "../../shared/jobs/email.ts";
-import { stripeWebhookContract } from "../../shared/jobs/stripe-webhook.ts";
+import { StripeWebhookJob, stripeWebhookContract } from "../../shared/jobs/stripe-webhook.ts";
 import { createAuditHandler } from "../audit/handler.ts";
 import { createDb, type Database } from "../db.ts";
 import { createEmailHandler } from "../email/handler.ts";
@@ -94,7 +94,8 @@ async function sendTraffic(fleet: TestFleet, label: string): Promise<{ sent: Sen
   }
   for (const e of lifecycle) {
     const id = e.id as string;
-    await fleet.add(stripeWebhookContract, { id, type: e.type, created: e.created as number, livemode: false, event: e }, { jobId: id });
+    const data = StripeWebhookJob.parse({ id, type: e.type, created: e.created, livemode: false, event: e });
+    await fleet.add(stripeWebhookContract, data, { jobId: id });
     sent.push({ contract: stripeWebhookContract, id });
   }
   return { sent, events, emails, stripe: lifecycle.map((e) => e.id as string) };
