@@ -208,9 +208,14 @@ export async function startRedis(options: RedisOptions): Promise<LocalRedis> {
   mkdirSync(options.dataDir, { recursive: true });
   let child: ChildProcess | undefined;
   let args: string[] = [];
+  // If the owner dies without calling stop() (a crash, or vitest killed by a closed output pipe),
+  // the server must not outlive it: `exit` handlers run on process.exit and uncaught errors.
+  const killOnExit = () => child?.kill("SIGKILL");
   const start = async () => {
     const running = spawn(bin, args, { stdio: ["ignore", "pipe", "pipe"] });
     child = running;
+    process.once("exit", killOnExit);
+    running.once("exit", () => process.off("exit", killOnExit));
     running.stdout?.on("data", (b: Buffer) => options.log?.(b.toString()));
     running.stderr?.on("data", (b: Buffer) => options.log?.(b.toString()));
     try {
