@@ -26,6 +26,7 @@ import { formatReport, type ReportInput } from "./report.ts";
 import { benchStripe, type StripeBenchSettings } from "./stripe.ts";
 import { childPids, machineInfo } from "./system.ts";
 import { benchTransports } from "./transports.ts";
+import { verifyReport } from "./verify.ts";
 
 const HELP = `npm run bench -- [flags]      (each flag also reads BENCH_<NAME>, e.g. BENCH_CONCURRENCY=50)
   --concurrency N        HTTP / Queue.add lanes                   (25)
@@ -44,7 +45,9 @@ const HELP = `npm run bench -- [flags]      (each flag also reads BENCH_<NAME>, 
   --quick                smaller defaults (about 2.5 minutes instead of about 8)
   --skip-enqueue / --skip-latency / --skip-transports / --skip-drain / --skip-stripe / --skip-commands
                          (--skip-enqueue skips the latency rounds too)
-  --verbose              pass wrangler / redis / postgres output through`;
+  --verbose              pass wrangler / redis / postgres output through
+Exits 1 when one of the run's own checks fails (worker/bench/verify.ts: jobs in Redis ≠ accepted
+requests, missing audit rows, failed jobs, Stripe rows or deliveries off): its figures are void.`;
 
 const count = (max: number) => z.coerce.number().int().positive().max(max).optional();
 const Flags = z.object({
@@ -185,9 +188,10 @@ for (const signal of ["SIGINT", "SIGTERM"] as const) {
   });
 }
 
-async function main(): Promise<void> {
+/** Runs the sections and prints the report; returns the failed checks (verify.ts). */
+async function main(): Promise<string[]> {
   const options = parseFlags();
-  if (options.help) return void console.log(HELP);
+  if (options.help) return (console.log(HELP), []);
   const log = options.verbose ? (name: string) => (text: string) => process.stderr.write(`[${name}] ${text}`) : () => undefined;
   stops.push({ name: "data folder", stop: async () => rmSync(runDir, { recursive: true, force: true }) });
 
@@ -307,6 +311,7 @@ async function main(): Promise<void> {
     report.commands = { jobs: jobCosts, idle };
   }
 
+  const failures = verifyReport(report);
   console.log(
     formatReport({
       machine: { ...machine, redis: redisVersion, postgres: postgresVersion },
@@ -314,12 +319,15 @@ async function main(): Promise<void> {
       totalSeconds: (performance.now() - started) / 1000,
     }),
   );
+  if (failures.length > 0) console.log(["", "**Verification failed** — these figures are not valid:", ...failures.map((f) => `- ${f}`)].join("\n"));
+  return failures;
 }
 
 main().then(
-  async () => {
+  async (failures) => {
+    for (const f of failures) progress(`verification failed: ${f}`);
     await cleanup();
-    process.exit(0);
+    process.exit(failures.length > 0 ? 1 : 0);
   },
   async (err: unknown) => {
     progress(`failed: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`);

@@ -21,7 +21,15 @@ import { migrate } from "../migrate.ts";
 export const USD_PER_100K_COMMANDS = 0.2;
 const CLIENT = new Set(["auth", "evalsha", "eval", "bzpopmin", "ping", "hello", "client", "select"]);
 
-export interface JobCost { queue: QueueName; jobs: number; clientPerJob: number; allPerJob: number; mix: string }
+export interface JobCost {
+  queue: QueueName;
+  jobs: number;
+  /** Jobs that failed instead of completing (then the per-job figures are suspect). */
+  failed: number;
+  clientPerJob: number;
+  allPerJob: number;
+  mix: string;
+}
 export interface IdleCost { label: string; settings: IdleSettings; windowMs: number; clientPerMinute: number; allPerMinute: number; mix: string }
 
 function payload(queue: QueueName, i: number): { contract: JobContract; data: unknown; id: string } {
@@ -58,10 +66,12 @@ export async function measureJobs(jobs = 300, dir = join(ROOT, ".data/bench-comm
       const worker = fleet.workers.get(queue);
       if (!worker) throw new Error(`no worker for ${queue}`);
       let done = 0;
+      let failed = 0;
       worker.on("completed", () => void done++);
       worker.on("failed", (job, err) => {
-        // Counted as done so the run goes on; a failure is reported, and the figures are then suspect.
+        // Counted as done so the run goes on; the failure fails the run's verification.
         done++;
+        failed++;
         console.error(`${queue} job ${job?.id} failed: ${err.message}`);
       });
       const run = async (i: number) => {
@@ -78,7 +88,7 @@ export async function measureJobs(jobs = 300, dir = join(ROOT, ".data/bench-comm
       const after = await stats(admin);
       const client = [...after.calls].map(([n, c]) => [n, c - (before.calls.get(n) ?? 0) - (n === "info" ? 1 : 0)] as const).filter(([n, d]) => d > 0 && CLIENT.has(n));
       results.push({
-        queue, jobs,
+        queue, jobs, failed,
         clientPerJob: client.reduce((a, [, d]) => a + d, 0) / jobs,
         allPerJob: (after.total - before.total - 1) / jobs,
         mix: client.map(([n, d]) => `${n.toUpperCase()} ${(d / jobs).toFixed(2)}`).join(", "),

@@ -32,6 +32,8 @@ export interface StripeBenchResult {
   eventsPerSecond: number;
   /** webhook_events rows for these events; must equal `events`. */
   rows: number;
+  /** Of those, PROCESSED before the deadline; must equal `events`. */
+  processed: number;
   non200: number;
 }
 
@@ -95,6 +97,7 @@ export async function benchStripe(
       acceptedPerSecond: Math.round((deliveries.length / acceptedMs) * 1000),
       eventsPerSecond: Math.round((rows / totalMs) * 1000),
       rows: all?.n ?? 0,
+      processed: rows,
       non200,
     };
   } finally {

@@ -6,6 +6,7 @@
 // Cloudflare reuses connections to Upstash. Loopback figures rank overheads (CPU, bytes, round
 // trips); on the internet the round trips dominate, see the README.
 // Run from bench.ts (`--skip-transports` to leave out).
+import { Redis } from "ioredis";
 import { auditContract } from "../../shared/jobs/audit.ts";
 import { createNodeTransport } from "../../edge/queue/node-transport.test-helper.ts";
 import { createProducer } from "../../edge/queue/producer.ts";
@@ -15,6 +16,7 @@ import { startUpstashStandIn } from "../../edge/queue/upstash-stand-in.test-help
 import { createUpstashTransport } from "../../edge/queue/upstash-transport.ts";
 import { closedLoop, type LoopResult } from "./load.ts";
 import { secret } from "../dev/local-services.ts";
+import { redisOptions } from "../fleet.ts";
 
 export interface TransportBenchOptions {
   redisUrl: string;
@@ -26,6 +28,9 @@ export interface TransportBenchOptions {
 
 export interface TransportResult extends LoopResult {
   transport: "resp" | "rest";
+  /** Enqueues answered OK, warm-up included, and the jobs found in the queue afterwards. */
+  accepted: number;
+  jobsInRedis: number;
   /** Bytes the edge sends per single-job enqueue (RESP frames / JSON body, HTTP headers excluded). */
   requestBytes: number;
 }
@@ -34,6 +39,7 @@ export async function benchTransports(options: TransportBenchOptions): Promise<T
   const requests = options.requests ?? 2000;
   const concurrency = options.concurrency ?? 25;
   const rest = await startUpstashStandIn({ redisUrl: options.redisUrl, token: secret() });
+  const admin = new Redis(redisOptions(options.redisUrl));
   try {
     let restBytes = 0;
     const countingFetch: typeof fetch = (input, init) => {
@@ -63,13 +69,15 @@ export async function benchTransports(options: TransportBenchOptions): Promise<T
           await transport.close();
         }
       };
-      await closedLoop({ concurrency, count: 50, deadlineMs: 10_000 }, enqueue); // warm-up: scripts cached, pools open
+      const warm = await closedLoop({ concurrency, count: 50, deadlineMs: 10_000 }, enqueue); // warm-up: scripts cached, pools open
       const loop = await closedLoop({ concurrency, count: requests, deadlineMs: 60_000 }, enqueue);
+      const jobsInRedis = await admin.llen(`${options.prefix}-${name}:${auditContract.queue}:wait`);
       // The RESP figure excludes the AUTH frame sent first (≈ 30 B + password); REST excludes headers.
-      results.push({ transport: name, ...loop, requestBytes: name === "resp" ? respBytes : restBytes });
+      results.push({ transport: name, ...loop, accepted: warm.ok + loop.ok, jobsInRedis, requestBytes: name === "resp" ? respBytes : restBytes });
     }
     return results;
   } finally {
+    admin.disconnect();
     await rest.stop();
   }
 }
