@@ -10,7 +10,7 @@
 //                       stay private: they need the throwaway test CA)
 //   TEST_DATABASE_URL   postgres://… used instead of the private Postgres (migrated; tests create
 //                       and drop databases on that server)
-import { rmSync } from "node:fs";
+import { readdirSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import type { TestProject } from "vitest/node";
 import { startUpstashStandIn } from "../../edge/queue/upstash-stand-in.test-helper.ts";
@@ -36,7 +36,29 @@ declare module "vitest" {
   }
 }
 
+/**
+ * Data of earlier runs that died before their teardown (killed, or a closed output pipe): a
+ * `.data/test/<pid>` folder whose process is gone. A live process's folder is never touched.
+ */
+function removeDeadRunsData(root: string): void {
+  let entries: string[] = [];
+  try {
+    entries = readdirSync(root);
+  } catch {
+    return; // no .data/test yet
+  }
+  for (const name of entries) {
+    if (!/^\d+$/.test(name)) continue;
+    try {
+      process.kill(Number(name), 0);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === "ESRCH") rmSync(join(root, name), { recursive: true, force: true });
+    }
+  }
+}
+
 export default async function setup(project: TestProject) {
+  removeDeadRunsData(join(ROOT, ".data/test"));
   const dataDir = join(ROOT, ".data/test", String(process.pid));
   const stops: Array<() => Promise<void>> = [];
   const teardown = async () => {
