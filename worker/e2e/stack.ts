@@ -7,7 +7,7 @@ import { inject } from "vitest";
 import { sha256Hex } from "../../edge/auth.ts";
 import type { QueueName } from "../../shared/jobs/contract.ts";
 import { startEdge, stopChild, untilHealthy, type EdgeProcess } from "../dev/edge-process.ts";
-import { freePort, ROOT } from "../dev/local-services.ts";
+import { ROOT } from "../dev/local-services.ts";
 import { redisOptions } from "../fleet.ts";
 import { deleteKeys, uniqueId } from "../testing/fixtures.ts";
 
@@ -19,21 +19,34 @@ export interface FleetProcess {
   stop(signal?: NodeJS.Signals): Promise<void>;
 }
 
-/** Starts `node worker/main.ts` with exactly this configuration and waits until /readyz is 200. */
-export async function startFleetProcess(env: Record<string, string>): Promise<FleetProcess> {
-  const port = await freePort();
+/**
+ * Starts `node worker/main.ts` with exactly this configuration on a port it binds itself (PORT=0,
+ * read back from its "worker ready" line) and waits until /readyz is 200.
+ */
+export async function startFleetProcess(env: Record<string, string>, timeoutMs = 60_000): Promise<FleetProcess> {
   // Only what a process needs from the parent; the worker's config comes from `env` alone.
   const base = { PATH: process.env.PATH ?? "", HOME: process.env.HOME ?? "/tmp" };
   const child = spawn(process.execPath, ["worker/main.ts"], {
     cwd: ROOT,
-    env: { ...base, ...env, PORT: String(port) },
+    env: { ...base, ...env, PORT: "0" },
     stdio: ["ignore", "pipe", "pipe"],
   });
   let output = "";
-  child.stdout?.on("data", (b: Buffer) => (output += b.toString()));
-  child.stderr?.on("data", (b: Buffer) => (output += b.toString()));
+  let onOutput = () => {};
+  child.stdout?.on("data", (b: Buffer) => ((output += b.toString()), onOutput()));
+  child.stderr?.on("data", (b: Buffer) => ((output += b.toString()), onOutput()));
   try {
-    await untilHealthy(`http://127.0.0.1:${port}/readyz`, child, "worker", 30_000);
+    const deadline = Date.now() + timeoutMs;
+    const port = await new Promise<number>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`worker did not log "worker ready" within ${timeoutMs} ms`)), timeoutMs);
+      child.once("exit", (code) => (clearTimeout(timer), reject(new Error(`worker exited with code ${code}`))));
+      onOutput = () => {
+        const m = /"msg":"worker ready".*?"port":(\d+)/.exec(output);
+        if (m) (clearTimeout(timer), resolve(Number(m[1])));
+      };
+      onOutput();
+    });
+    await untilHealthy(`http://127.0.0.1:${port}/readyz`, child, "worker", Math.max(1_000, deadline - Date.now()));
   } catch (err) {
     await stopChild(child, "SIGKILL");
     throw new Error(`${err instanceof Error ? err.message : String(err)}\n${output}`);
