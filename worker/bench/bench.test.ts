@@ -9,7 +9,7 @@ import { ROOT } from "../dev/local-services.ts";
 const SMOKE_FLAGS = [
   "--quick", "--concurrency", "5", "--requests", "20", "--warmup", "5", "--rounds", "1", "--latency-requests", "10",
   "--drain-jobs", "200", "--drain-rounds", "1", "--transport-requests", "20", "--stripe-lifecycles", "2",
-  "--commands-jobs", "3", "--idle-seconds", "2",
+  "--commands-jobs", "3", "--idle-seconds", "2", "--fsync-jobs", "50",
 ];
 
 function runBench(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
@@ -40,6 +40,7 @@ describe("npm run bench", () => {
       "### Stripe webhooks end to end: 2 customer lifecycles",
       "### Redis commands per job",
       "### Idle worker process",
+      "### AOF fsync policy",
     ]) {
       expect(stdout).toContain(heading);
     }

@@ -25,6 +25,7 @@ import { runEnqueue, type EnqueueSettings } from "./enqueue.ts";
 import { formatReport, type ReportInput } from "./report.ts";
 import { benchStripe, type StripeBenchSettings } from "./stripe.ts";
 import { childPids, machineInfo } from "./system.ts";
+import { benchFsync } from "./fsync.ts";
 import { benchTransports } from "./transports.ts";
 import { verifyReport } from "./verify.ts";
 
@@ -42,8 +43,10 @@ const HELP = `npm run bench -- [flags]      (each flag also reads BENCH_<NAME>, 
   --stripe-lifecycles N  Stripe customer lifecycles, 7 events each (300; quick 50)
   --commands-jobs N      jobs per queue for the command count     (300; quick 50)
   --idle-seconds N       idle command-count window                (120; quick 30)
+  --fsync-jobs N         Queue.add per round, appendfsync always
+                         vs everysec, 25 in flight                (5000; quick 1000)
   --quick                smaller defaults (about 2.5 minutes instead of about 8)
-  --skip-enqueue / --skip-latency / --skip-transports / --skip-drain / --skip-stripe / --skip-commands
+  --skip-enqueue / --skip-latency / --skip-transports / --skip-drain / --skip-stripe / --skip-commands / --skip-fsync
                          (--skip-enqueue skips the latency rounds too)
   --verbose              pass wrangler / redis / postgres output through
 Exits 1 when one of the run's own checks fails (worker/bench/verify.ts: jobs in Redis ≠ accepted
@@ -64,17 +67,19 @@ const Flags = z.object({
   "stripe-lifecycles": count(100_000),
   "commands-jobs": count(100_000),
   "idle-seconds": count(3600),
+  "fsync-jobs": count(1_000_000),
   "skip-enqueue": z.boolean().default(false),
   "skip-latency": z.boolean().default(false),
   "skip-transports": z.boolean().default(false),
   "skip-drain": z.boolean().default(false),
   "skip-stripe": z.boolean().default(false),
   "skip-commands": z.boolean().default(false),
+  "skip-fsync": z.boolean().default(false),
   verbose: z.boolean().default(false),
   help: z.boolean().default(false),
 });
 
-const BOOLEAN_FLAGS = new Set(["quick", "skip-enqueue", "skip-latency", "skip-transports", "skip-drain", "skip-stripe", "skip-commands", "verbose", "help"]);
+const BOOLEAN_FLAGS = new Set(["quick", "skip-enqueue", "skip-latency", "skip-transports", "skip-drain", "skip-stripe", "skip-commands", "skip-fsync", "verbose", "help"]);
 
 function parseFlags() {
   const { values } = parseArgs({
@@ -135,6 +140,7 @@ function parseFlags() {
     commands: f["skip-commands"]
       ? undefined
       : { jobs: f["commands-jobs"] ?? (q ? 50 : 300), idleWindowMs: (f["idle-seconds"] ?? (q ? 30 : 120)) * 1000 },
+    fsync: f["skip-fsync"] ? undefined : { jobs: f["fsync-jobs"] ?? (q ? 1000 : 5000), concurrency, rounds: q ? 1 : 3 },
   };
 }
 
@@ -309,6 +315,12 @@ async function main(): Promise<string[]> {
     const dir = join(runDir, "commands");
     const [jobCosts, idle] = await Promise.all([measureJobs(jobs, join(dir, "jobs")), measureIdleSettings(idleWindowMs, join(dir, "idle"))]);
     report.commands = { jobs: jobCosts, idle };
+  }
+
+  if (options.fsync) {
+    const f = options.fsync;
+    progress(`fsync: Queue.add with appendfsync always vs everysec, ${f.jobs} jobs × ${f.rounds} rounds, on its own Redis …`);
+    report.fsync = { settings: f, results: await benchFsync(f, join(runDir, "fsync")) };
   }
 
   const failures = verifyReport(report);

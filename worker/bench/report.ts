@@ -1,6 +1,7 @@
 // The printed result: one markdown document that pastes into a README as is.
 import { formatCommands, type IdleCost, type JobCost } from "./commands.ts";
 import type { DrainResult } from "./drain.ts";
+import { formatFsync, type FsyncResult, type FsyncSettings } from "./fsync.ts";
 import { sumUsage } from "./drain.ts";
 import { P999_MIN_SAMPLES, type EnqueueSettings, type TargetName, type TargetResult } from "./enqueue.ts";
 import { median } from "./load.ts";
@@ -16,6 +17,7 @@ export interface ReportInput {
   transports?: { requests: number; concurrency: number; results: TransportResult[] };
   stripe?: { settings: StripeBenchSettings; result: StripeBenchResult };
   commands?: { jobs: JobCost[]; idle: IdleCost[] };
+  fsync?: { settings: FsyncSettings; results: FsyncResult[] };
   totalSeconds: number;
 }
 
@@ -163,6 +165,8 @@ export function formatReport(input: ReportInput): string {
         "(drainDelay 60 s) sees at most one timeout per queue in it, so its figures are coarse.");
     }
   }
+
+  if (input.fsync) out.push("", formatFsync(input.fsync.settings, input.fsync.results));
 
   out.push("", `Total run time: ${f(input.totalSeconds)} s.`);
   return out.join("\n");
