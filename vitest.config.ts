@@ -3,11 +3,11 @@ import { resolve } from "node:path";
 import { defineConfig } from "vitest/config";
 
 // Two projects: "node" (worker fleet, conformance, end-to-end) and "edge" (inside workerd).
-// Run through `npm test` (worker/dev/run-tests.ts), which trusts the test CA for workerd.
-// One globalSetup starts Redis (TCP + TLS) and Postgres for both; see worker/dev/test-setup.ts.
+// Run through `npm test` (tools/dev/run-tests.ts), which trusts the test CA for workerd.
+// One globalSetup starts Redis (TCP + TLS) and Postgres for both; see tools/dev/test-setup.ts.
 export default defineConfig({
   test: {
-    globalSetup: ["./worker/dev/test-setup.ts"],
+    globalSetup: ["./tools/dev/test-setup.ts"],
     testTimeout: 30_000,
     hookTimeout: 60_000,
     projects: [
@@ -15,7 +15,7 @@ export default defineConfig({
         extends: true,
         test: {
           name: "node",
-          include: ["worker/**/*.test.ts", "shared/**/*.test.ts", "edge/**/*.node.test.ts"],
+          include: ["worker/**/*.test.ts", "shared/**/*.test.ts", "tools/**/*.test.ts", "edge/**/*.node.test.ts"],
         },
         // Node tests run the edge's production socket transport; only the runtime's socket
         // primitive is replaced (see the helper).

@@ -3,8 +3,8 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { inject } from "vitest";
 import { webhookEvents } from "../shared/db/webhook-events.ts";
 import { createDb, pickDriver, type Database } from "./db.ts";
-import { uniqueId } from "./testing/fixtures.ts";
-import { startWsTcpBridge, type WsTcpBridge } from "./testing/ws-tcp-bridge.ts";
+import { uniqueId } from "../tools/testing/fixtures.ts";
+import { startWsTcpBridge, type WsTcpBridge } from "../tools/testing/ws-tcp-bridge.ts";
 
 describe("pickDriver", () => {
   it("uses the Neon driver for neon.tech hosts and pg for anything else", () => {

@@ -61,7 +61,7 @@ const EnvSchema = z.object({
    * costs 2 commands (BZPOPMIN + moveToActive) per queue; a new job wakes the call at once, so this
    * does not delay pickup. It bounds how long a silently dead blocking connection goes unnoticed
    * (BullMQ's watchdog fires after drainDelay + 1 s) and must stay below any proxy idle timeout.
-   * Budget: worker/idle-budget.ts.
+   * Budget: tools/bench/idle-budget.ts.
    */
   WORKER_DRAIN_DELAY_SECONDS: positiveInt.max(300).default(15),
   /**

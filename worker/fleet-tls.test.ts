@@ -8,10 +8,10 @@ import { join } from "node:path";
 import { Queue } from "bullmq";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { auditContract } from "../shared/jobs/audit.ts";
-import { testTls } from "./dev/local-services.ts";
+import { testTls } from "../tools/dev/local-services.ts";
 import { redisOptions } from "./fleet.ts";
-import { deleteKeys, settled, uniqueId } from "./testing/fixtures.ts";
-import { runMain, type MainProcess } from "./testing/main-process.ts";
+import { deleteKeys, settled, uniqueId } from "../tools/testing/fixtures.ts";
+import { runMain, type MainProcess } from "../tools/testing/main-process.ts";
 
 let otherCaDir: string;
 let forwarder: Server;

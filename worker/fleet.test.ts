@@ -7,12 +7,12 @@ import { EDGE_SCRIPTS } from "../shared/jobs/bullmq-scripts.ts";
 import { auditContract } from "../shared/jobs/audit.ts";
 import { createAuditHandler } from "./audit/handler.ts";
 import type { Database } from "./db.ts";
-import { startRedis } from "./dev/local-services.ts";
+import { startRedis } from "../tools/dev/local-services.ts";
 import { createEmailHandler } from "./email/handler.ts";
 import { redisOptions } from "./fleet.ts";
 import type { Handler } from "./runner.ts";
 import { createStripeWebhookHandler } from "./stripe/handler.ts";
-import { settled, startTestFleet, testDb, uniqueId } from "./testing/fixtures.ts";
+import { settled, startTestFleet, testDb, uniqueId } from "../tools/testing/fixtures.ts";
 
 let database: Database;
 beforeAll(() => {

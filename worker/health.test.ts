@@ -6,12 +6,12 @@ import { Redis } from "ioredis";
 import { afterEach, describe, expect, inject, it } from "vitest";
 import { createAuditHandler } from "./audit/handler.ts";
 import { createDb, type Database } from "./db.ts";
-import { startRedis, type LocalRedis } from "./dev/local-services.ts";
+import { startRedis, type LocalRedis } from "../tools/dev/local-services.ts";
 import { createEmailHandler } from "./email/handler.ts";
 import { redisOptions } from "./fleet.ts";
 import { startHealthServer, type HealthServer } from "./health.ts";
 import { createStripeWebhookHandler } from "./stripe/handler.ts";
-import { startTestFleet, uniqueId, type TestFleet } from "./testing/fixtures.ts";
+import { startTestFleet, uniqueId, type TestFleet } from "../tools/testing/fixtures.ts";
 
 const cleanups: Array<() => Promise<void>> = [];
 afterEach(async () => {

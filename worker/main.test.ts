@@ -5,9 +5,9 @@ import { emailMessages } from "../shared/db/email-messages.ts";
 import { emailContract } from "../shared/jobs/email.ts";
 import type { Database } from "./db.ts";
 import { redisOptions } from "./fleet.ts";
-import { startFakeResend } from "./testing/fake-resend.ts";
-import { deleteKeys, settled, testDb, uniqueId } from "./testing/fixtures.ts";
-import { runMain } from "./testing/main-process.ts";
+import { startFakeResend } from "../tools/testing/fake-resend.ts";
+import { deleteKeys, settled, testDb, uniqueId } from "../tools/testing/fixtures.ts";
+import { runMain } from "../tools/testing/main-process.ts";
 
 let database: Database;
 beforeAll(() => {

@@ -1,10 +1,10 @@
 import { join } from "node:path";
 import { Redis } from "ioredis";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { ROOT, startRedis, type LocalRedis } from "./dev/local-services.ts";
+import { ROOT, startRedis, type LocalRedis } from "../tools/dev/local-services.ts";
 import { producerRedisOptions, redisOptions } from "./fleet.ts";
 import { RECONNECT_BASE_MS, RECONNECT_MAX_MS, reconnectDelay } from "./redis-checks.ts";
-import { memoryLog, startTestFleet } from "./testing/fixtures.ts";
+import { memoryLog, startTestFleet } from "../tools/testing/fixtures.ts";
 
 const noop = async () => {};
 const handlers = { audit: noop, email: noop, "stripe-webhook": noop };

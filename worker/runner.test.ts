@@ -2,7 +2,7 @@ import { UnrecoverableError, type Job } from "bullmq";
 import { describe, expect, it } from "vitest";
 import { auditContract } from "../shared/jobs/audit.ts";
 import { classify, createProcessor, PermanentError, type FleetHandlers, type JobContext } from "./runner.ts";
-import { memoryLog } from "./testing/fixtures.ts";
+import { memoryLog } from "../tools/testing/fixtures.ts";
 
 const handler = async () => "ok";
 

@@ -6,7 +6,7 @@ import { join } from "node:path";
 import { Redis } from "ioredis";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { addStandardJobScript } from "../../shared/jobs/bullmq-scripts.ts";
-import { ROOT, startRedis, type LocalRedis } from "../../worker/dev/local-services.ts";
+import { ROOT, startRedis, type LocalRedis } from "../../tools/dev/local-services.ts";
 import { bareContract } from "./conformance-cases.test-helper.ts";
 import { createNodeTransport } from "./node-transport.test-helper.ts";
 import { createProducer } from "./producer.ts";

@@ -6,7 +6,7 @@ import { join } from "node:path";
 import { Redis } from "ioredis";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { EDGE_SCRIPTS } from "../../shared/jobs/bullmq-scripts.ts";
-import { ROOT, startRedis, type LocalRedis } from "../../worker/dev/local-services.ts";
+import { ROOT, startRedis, type LocalRedis } from "../../tools/dev/local-services.ts";
 import { createApp } from "../app.ts";
 import { sha256Hex } from "../auth.ts";
 import { createNodeTransport } from "./node-transport.test-helper.ts";

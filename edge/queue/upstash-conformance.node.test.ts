@@ -11,7 +11,7 @@ import { Redis } from "ioredis";
 import { afterAll, afterEach, beforeAll, describe, expect, inject, it, vi } from "vitest";
 import { auditContract } from "../../shared/jobs/audit.ts";
 import { EDGE_SCRIPTS } from "../../shared/jobs/bullmq-scripts.ts";
-import { startRedisForFile, type LocalRedis } from "../../worker/dev/local-services.ts";
+import { startRedisForFile, type LocalRedis } from "../../tools/dev/local-services.ts";
 import { addWithBullmq, auditData, bareContract, cases, deleteKeys, T } from "./conformance-cases.test-helper.ts";
 import { buildAddJob } from "./job-args.ts";
 import { createProducer } from "./producer.ts";

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { sampleEvent, signedDelivery } from "../../worker/stripe/fixtures.ts";
+import { sampleEvent, signedDelivery } from "../../tools/testing/stripe-fixtures.ts";
 import { testApp } from "../test-helpers.ts";
 import { MAX_STRIPE_BODY_BYTES } from "./stripe-webhooks.ts";
 

@@ -6,7 +6,7 @@ import type { Database } from "../db.ts";
 import { createEmailHandler } from "../email/handler.ts";
 import type { Handler } from "../runner.ts";
 import { createStripeWebhookHandler } from "../stripe/handler.ts";
-import { memoryLog, settled, startTestFleet, testDb, uniqueId, type TestFleet } from "../testing/fixtures.ts";
+import { memoryLog, settled, startTestFleet, testDb, uniqueId, type TestFleet } from "../../tools/testing/fixtures.ts";
 import { createAuditHandler, type AuditHandler } from "./handler.ts";
 
 let database: Database;

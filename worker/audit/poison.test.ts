@@ -8,7 +8,7 @@ import { auditContract, type AuditJob } from "../../shared/jobs/audit.ts";
 import type { Database } from "../db.ts";
 import { createEmailHandler } from "../email/handler.ts";
 import { createStripeWebhookHandler } from "../stripe/handler.ts";
-import { memoryLog, settled, startTestFleet, testDb, uniqueId, type TestFleet } from "../testing/fixtures.ts";
+import { memoryLog, settled, startTestFleet, testDb, uniqueId, type TestFleet } from "../../tools/testing/fixtures.ts";
 import { createAuditHandler, type AuditHandler } from "./handler.ts";
 
 let database: Database;

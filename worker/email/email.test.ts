@@ -5,8 +5,8 @@ import { emailContract, type EmailRequest } from "../../shared/jobs/email.ts";
 import { createAuditHandler } from "../audit/handler.ts";
 import type { Database } from "../db.ts";
 import { createStripeWebhookHandler } from "../stripe/handler.ts";
-import { resendError, startFakeResend, type FakeResend } from "../testing/fake-resend.ts";
-import { memoryLog, settled, startTestFleet, testDb, uniqueId, type TestFleet } from "../testing/fixtures.ts";
+import { resendError, startFakeResend, type FakeResend } from "../../tools/testing/fake-resend.ts";
+import { memoryLog, settled, startTestFleet, testDb, uniqueId, type TestFleet } from "../../tools/testing/fixtures.ts";
 import { DependencyDownError, PermanentError, type Log } from "../runner.ts";
 import { createEmailHandler, parseRetryAfter, QUOTA_HOLD_MS, resendFailure, type EmailSettings } from "./handler.ts";
 

@@ -11,8 +11,8 @@ import { emailMessages } from "../../shared/db/email-messages.ts";
 import { emailContract } from "../../shared/jobs/email.ts";
 import type { Database } from "../db.ts";
 import { redisOptions } from "../fleet.ts";
-import { startFakeResend, type FakeResend } from "../testing/fake-resend.ts";
-import { deleteKeys, settled, testDb, uniqueId } from "../testing/fixtures.ts";
+import { startFakeResend, type FakeResend } from "../../tools/testing/fake-resend.ts";
+import { deleteKeys, settled, testDb, uniqueId } from "../../tools/testing/fixtures.ts";
 
 const MAIN = join(import.meta.dirname, "../main.ts");
 

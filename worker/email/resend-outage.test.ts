@@ -11,8 +11,8 @@ import { createAuditHandler } from "../audit/handler.ts";
 import type { Database } from "../db.ts";
 import { redisOptions } from "../fleet.ts";
 import { createStripeWebhookHandler } from "../stripe/handler.ts";
-import { startFakeResend, type FakeResend, type ResendOutage } from "../testing/fake-resend.ts";
-import { memoryLog, settled, startTestFleet, testDb, uniqueId, type TestFleet } from "../testing/fixtures.ts";
+import { startFakeResend, type FakeResend, type ResendOutage } from "../../tools/testing/fake-resend.ts";
+import { memoryLog, settled, startTestFleet, testDb, uniqueId, type TestFleet } from "../../tools/testing/fixtures.ts";
 import { createEmailHandler } from "./handler.ts";
 
 const ATTEMPTS = 3;

@@ -8,8 +8,8 @@ import { StripeWebhookJob, stripeWebhookContract } from "../../shared/jobs/strip
 import { createAuditHandler } from "../audit/handler.ts";
 import type { Database } from "../db.ts";
 import { createEmailHandler } from "../email/handler.ts";
-import { memoryLog, settled, startTestFleet, testDb, type TestFleet } from "../testing/fixtures.ts";
-import { customerLifecycle, lifecycleIds, sampleEvent, type StripeEventFixture } from "./fixtures.ts";
+import { memoryLog, settled, startTestFleet, testDb, type TestFleet } from "../../tools/testing/fixtures.ts";
+import { customerLifecycle, lifecycleIds, sampleEvent, type StripeEventFixture } from "../../tools/testing/stripe-fixtures.ts";
 import { createStripeWebhookHandler } from "./handler.ts";
 import { replayEvent } from "./replay.ts";
 

@@ -10,9 +10,9 @@ import { webhookEvents } from "../../shared/db/webhook-events.ts";
 import { StripeWebhookJob } from "../../shared/jobs/stripe-webhook.ts";
 import { createDb, type Database } from "../db.ts";
 import type { JobContext } from "../runner.ts";
-import { startFakeStripe, type FakeStripe } from "../testing/fake-stripe.ts";
-import { memoryLog } from "../testing/fixtures.ts";
-import { customerLifecycle, lifecycleIds, withQuantity, type StripeEventFixture } from "./fixtures.ts";
+import { startFakeStripe, type FakeStripe } from "../../tools/testing/fake-stripe.ts";
+import { memoryLog } from "../../tools/testing/fixtures.ts";
+import { customerLifecycle, lifecycleIds, withQuantity, type StripeEventFixture } from "../../tools/testing/stripe-fixtures.ts";
 import { createStripeApi, createStripeWebhookHandler } from "./handler.ts";
 
 const PAIRS = 150;

@@ -13,11 +13,11 @@ import { webhookEvents } from "../../shared/db/webhook-events.ts";
 import { StripeWebhookJob, stripeWebhookContract } from "../../shared/jobs/stripe-webhook.ts";
 import { createAuditHandler } from "../audit/handler.ts";
 import { createDb, type Database } from "../db.ts";
-import { ROOT } from "../dev/local-services.ts";
+import { ROOT } from "../../tools/dev/local-services.ts";
 import { createEmailHandler } from "../email/handler.ts";
 import { migrate } from "../migrate.ts";
-import { memoryLog, settled, startTestFleet, type TestFleet } from "../testing/fixtures.ts";
-import { sampleEvent, type StripeEventFixture } from "./fixtures.ts";
+import { memoryLog, settled, startTestFleet, type TestFleet } from "../../tools/testing/fixtures.ts";
+import { sampleEvent, type StripeEventFixture } from "../../tools/testing/stripe-fixtures.ts";
 import { createStripeWebhookHandler } from "./handler.ts";
 
 const run = promisify(execFile);

@@ -8,9 +8,9 @@ import { webhookEvents } from "../../shared/db/webhook-events.ts";
 import { StripeWebhookJob, stripeWebhookContract } from "../../shared/jobs/stripe-webhook.ts";
 import type { Database } from "../db.ts";
 import { createHandlers } from "../fleet.ts";
-import { startFakeStripe, type FakeStripe } from "../testing/fake-stripe.ts";
-import { memoryLog, settled, startTestFleet, testDb, type TestFleet } from "../testing/fixtures.ts";
-import { customerLifecycle, lifecycleIds, stripeId, withQuantity, type StripeEventFixture } from "./fixtures.ts";
+import { startFakeStripe, type FakeStripe } from "../../tools/testing/fake-stripe.ts";
+import { memoryLog, settled, startTestFleet, testDb, type TestFleet } from "../../tools/testing/fixtures.ts";
+import { customerLifecycle, lifecycleIds, stripeId, withQuantity, type StripeEventFixture } from "../../tools/testing/stripe-fixtures.ts";
 
 const SECRET_KEY = "sk_test_51FakeKeyForTheLocalStripeStandIn";
 const DAY = 86_400;

@@ -2,18 +2,18 @@
 // A bounded run: `lifecycles` customers × 7 events, each delivered twice (Stripe duplicates), in
 // shuffled order, `concurrency` deliveries in flight. Measures accepted deliveries/s at the edge and
 // distinct events/s until every event is PROCESSED, and checks one webhook_events row per event.
-// Runs alone (`node worker/bench/stripe.ts [lifecycles] [concurrency]`, private Redis/Postgres
+// Runs alone (`node tools/bench/stripe.ts [lifecycles] [concurrency]`, private Redis/Postgres
 // started and stopped here) or from bench.ts through `benchStripe(env, settings)`.
 import { rmSync } from "node:fs";
 import { join } from "node:path";
 import { count, eq, inArray } from "drizzle-orm";
 import { webhookEvents } from "../../shared/db/webhook-events.ts";
-import { createDb, type Database } from "../db.ts";
+import { createDb, type Database } from "../../worker/db.ts";
 import { startEdge } from "../dev/edge-process.ts";
 import { ROOT, secret, startPostgres, startRedis } from "../dev/local-services.ts";
-import { createHandlers, startFleet, type FleetConfig } from "../fleet.ts";
-import { migrate } from "../migrate.ts";
-import { customerLifecycle, deliver, lifecycleIds, type StripeEventFixture } from "../stripe/fixtures.ts";
+import { createHandlers, startFleet, type FleetConfig } from "../../worker/fleet.ts";
+import { migrate } from "../../worker/migrate.ts";
+import { customerLifecycle, deliver, lifecycleIds, type StripeEventFixture } from "../testing/stripe-fixtures.ts";
 
 export interface StripeBenchSettings {
   lifecycles: number;

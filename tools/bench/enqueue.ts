@@ -8,7 +8,7 @@
 import { Queue, type JobsOptions } from "bullmq";
 import type { Redis } from "ioredis";
 import { auditContract } from "../../shared/jobs/audit.ts";
-import { redisOptions } from "../fleet.ts";
+import { redisOptions } from "../../worker/fleet.ts";
 import { closedLoop, httpClient, median, percentile, type LoopResult } from "./load.ts";
 import { baseline, emptyCounters, measure, sum, type RedisCounters } from "./redis-stats.ts";
 import { addInto, emptyUsage, startMeter, type Usage } from "./system.ts";

@@ -6,8 +6,8 @@
 import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { z } from "zod";
-import { ROOT } from "../dev/local-services.ts";
-import { deliver, SAMPLE_EVENT_TYPES, sampleEvent } from "./fixtures.ts";
+import { ROOT } from "./local-services.ts";
+import { deliver, SAMPLE_EVENT_TYPES, sampleEvent } from "../testing/stripe-fixtures.ts";
 
 export const LOCAL_SECRET_FILE = join(ROOT, ".data/dev/stripe-webhook-secret");
 

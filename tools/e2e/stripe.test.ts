@@ -10,9 +10,9 @@ import { stripeCustomers } from "../../shared/db/stripe-customers.ts";
 import { stripeInvoices } from "../../shared/db/stripe-invoices.ts";
 import { stripeSubscriptions } from "../../shared/db/stripe-subscriptions.ts";
 import { webhookEvents } from "../../shared/db/webhook-events.ts";
-import type { Database } from "../db.ts";
-import { customerLockKey } from "../stripe/apply.ts";
-import { customerLifecycle, deliver, lifecycleIds, type LifecycleIds, type StripeEventFixture } from "../stripe/fixtures.ts";
+import type { Database } from "../../worker/db.ts";
+import { customerLockKey } from "../../worker/stripe/apply.ts";
+import { customerLifecycle, deliver, lifecycleIds, type LifecycleIds, type StripeEventFixture } from "../testing/stripe-fixtures.ts";
 import { testDb } from "../testing/fixtures.ts";
 import { eventually, startStack, type Stack } from "./stack.ts";
 

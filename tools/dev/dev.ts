@@ -6,8 +6,8 @@ import { spawn, type ChildProcess } from "node:child_process";
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { sha256Hex } from "../../edge/auth.ts";
-import { migrate } from "../migrate.ts";
-import { LOCAL_SECRET_FILE } from "../stripe/send.ts";
+import { migrate } from "../../worker/migrate.ts";
+import { LOCAL_SECRET_FILE } from "./stripe-send.ts";
 import { startEdge, stopChild, untilHealthy } from "./edge-process.ts";
 import { freePort, ROOT, secret, startPostgres, startRedis } from "./local-services.ts";
 

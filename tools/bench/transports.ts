@@ -16,7 +16,7 @@ import { startUpstashStandIn } from "../../edge/queue/upstash-stand-in.test-help
 import { createUpstashTransport } from "../../edge/queue/upstash-transport.ts";
 import { closedLoop, type LoopResult } from "./load.ts";
 import { secret } from "../dev/local-services.ts";
-import { redisOptions } from "../fleet.ts";
+import { redisOptions } from "../../worker/fleet.ts";
 
 export interface TransportBenchOptions {
   redisUrl: string;

@@ -6,9 +6,9 @@ import { Redis } from "ioredis";
 import { inject } from "vitest";
 import type { JobContract, JobInput, QueueName } from "../../shared/jobs/contract.ts";
 import { QUEUE_NAMES } from "../../shared/jobs/registry.ts";
-import { createDb, type Database } from "../db.ts";
-import { redisOptions, startFleet, type Fleet, type FleetConfig, type FleetDeps } from "../fleet.ts";
-import type { Log } from "../runner.ts";
+import { createDb, type Database } from "../../worker/db.ts";
+import { redisOptions, startFleet, type Fleet, type FleetConfig, type FleetDeps } from "../../worker/fleet.ts";
+import type { Log } from "../../worker/runner.ts";
 
 export function uniqueId(label: string): string {
   return `${label}-${randomUUID().slice(0, 8)}`;

@@ -84,7 +84,7 @@ export default async function setup(project: TestProject) {
       stops.push(pg.stop);
       databaseUrl = pg.url;
     }
-    const { migrate } = await import("../migrate.ts");
+    const { migrate } = await import("../../worker/migrate.ts");
     await migrate(databaseUrl);
     const auth = `:${encodeURIComponent(redis.password)}@127.0.0.1`;
     project.provide("redisUrl", redisUrl);

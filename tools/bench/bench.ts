@@ -14,11 +14,11 @@ import { Redis } from "ioredis";
 import { z } from "zod";
 import { sha256Hex } from "../../edge/auth.ts";
 import { EDGE_SCRIPTS } from "../../shared/jobs/bullmq-scripts.ts";
-import { createDb } from "../db.ts";
+import { createDb } from "../../worker/db.ts";
 import { startEdge, type EdgeProcess } from "../dev/edge-process.ts";
 import { ROOT, secret, startPostgres, startRedis } from "../dev/local-services.ts";
-import { redisOptions } from "../fleet.ts";
-import { migrate } from "../migrate.ts";
+import { redisOptions } from "../../worker/fleet.ts";
+import { migrate } from "../../worker/migrate.ts";
 import { measureIdleSettings, measureJobs } from "./commands.ts";
 import { runDrain } from "./drain.ts";
 import { runEnqueue, type EnqueueSettings } from "./enqueue.ts";
@@ -49,7 +49,7 @@ const HELP = `npm run bench -- [flags]      (each flag also reads BENCH_<NAME>, 
   --skip-enqueue / --skip-latency / --skip-transports / --skip-drain / --skip-stripe / --skip-commands / --skip-fsync
                          (--skip-enqueue skips the latency rounds too)
   --verbose              pass wrangler / redis / postgres output through
-Exits 1 when one of the run's own checks fails (worker/bench/verify.ts: jobs in Redis ≠ accepted
+Exits 1 when one of the run's own checks fails (tools/bench/verify.ts: jobs in Redis ≠ accepted
 requests, missing audit rows, failed jobs, Stripe rows or deliveries off): its figures are void.`;
 
 const count = (max: number) => z.coerce.number().int().positive().max(max).optional();
@@ -225,9 +225,9 @@ async function main(): Promise<string[]> {
     wanted ? bundleWorker(entry, join(runDir, dir)) : Promise.resolve(undefined);
   const [edgeScript, emptyScript, openScript, pingScript] = await Promise.all([
     bundle(undefined, "edge", options.enqueue ?? options.stripe),
-    bundle("worker/bench/empty-worker.ts", "empty", options.enqueue),
-    bundle("worker/bench/socket-open-worker.ts", "socket-open", options.enqueue),
-    bundle("worker/bench/socket-ping-worker.ts", "socket-ping", options.enqueue),
+    bundle("tools/bench/empty-worker.ts", "empty", options.enqueue),
+    bundle("tools/bench/socket-open-worker.ts", "socket-open", options.enqueue),
+    bundle("tools/bench/socket-ping-worker.ts", "socket-ping", options.enqueue),
   ]);
   const probe = (name: string, script: string | undefined, vars: Record<string, string>) =>
     script ? startEdge({ vars, script, readyPath: "/", log: log(name) }).then(track(name)) : undefined;

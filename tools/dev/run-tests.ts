@@ -7,7 +7,7 @@
 // then reach the test Redis over `rediss://` with full verification.
 //
 // The app's connection settings are removed from the tests' environment: tests use the servers
-// the global setup starts (or TEST_REDIS_URL / TEST_DATABASE_URL, see worker/dev/test-setup.ts),
+// the global setup starts (or TEST_REDIS_URL / TEST_DATABASE_URL, see tools/dev/test-setup.ts),
 // never a Redis or database the shell configured for the app.
 import { spawn, type ChildProcess } from "node:child_process";
 import { testTls } from "./local-services.ts";

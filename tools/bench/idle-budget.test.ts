@@ -1,7 +1,7 @@
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
-import { ROOT } from "./dev/local-services.ts";
-import { parseEnv } from "./env.ts";
+import { ROOT } from "../dev/local-services.ts";
+import { parseEnv } from "../../worker/env.ts";
 import { IDLE_COMMANDS_PER_MINUTE_BUDGET, measureIdle, perMinute, type IdleSettings } from "./idle-budget.ts";
 
 // One drainDelay cycle of the shipped defaults (15 s) plus a second: every worker's BZPOPMIN times

@@ -3,7 +3,7 @@ import { eq, inArray } from "drizzle-orm";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { auditLogs } from "../../shared/db/audit-logs.ts";
 import { emailMessages } from "../../shared/db/email-messages.ts";
-import type { Database } from "../db.ts";
+import type { Database } from "../../worker/db.ts";
 import { startFakeResend, type FakeResend } from "../testing/fake-resend.ts";
 import { settled, testDb, uniqueId } from "../testing/fixtures.ts";
 import { eventually, startStack, type Stack } from "./stack.ts";

@@ -8,10 +8,10 @@
 //   - the stalled-jobs check (EVALSHA moveStalledJobsToWait) every `stalledInterval` ms.
 //   - lock renewal only for running jobs: nothing while idle.
 import { Redis } from "ioredis";
-import type { QueueName } from "../shared/jobs/contract.ts";
-import { startRedis } from "./dev/local-services.ts";
-import { producerRedisOptions, startFleet, type FleetConfig } from "./fleet.ts";
-import type { FleetHandlers } from "./runner.ts";
+import type { QueueName } from "../../shared/jobs/contract.ts";
+import { startRedis } from "../dev/local-services.ts";
+import { producerRedisOptions, startFleet, type FleetConfig } from "../../worker/fleet.ts";
+import type { FleetHandlers } from "../../worker/runner.ts";
 
 /**
  * Documented budget: client commands per minute that one idle worker process draining all three

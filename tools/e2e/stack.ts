@@ -8,7 +8,7 @@ import { sha256Hex } from "../../edge/auth.ts";
 import type { QueueName } from "../../shared/jobs/contract.ts";
 import { startEdge, stopChild, untilHealthy, type EdgeProcess } from "../dev/edge-process.ts";
 import { ROOT } from "../dev/local-services.ts";
-import { redisOptions } from "../fleet.ts";
+import { redisOptions } from "../../worker/fleet.ts";
 import { deleteKeys, uniqueId } from "../testing/fixtures.ts";
 
 export interface FleetProcess {

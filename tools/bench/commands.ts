@@ -1,7 +1,7 @@
 // What Redis work costs in commands (Upstash bills per command): per job end to end for each
 // built-in queue, and per idle minute for one worker process, measured with Redis's own counters
 // (INFO commandstats / total_commands_processed) on private servers started here.
-// Run alone: `node worker/bench/commands.ts` (about 2.5 minutes); bench.ts calls `measureJobs` and `measureIdleSettings`.
+// Run alone: `node tools/bench/commands.ts` (about 2.5 minutes); bench.ts calls `measureJobs` and `measureIdleSettings`.
 import { join } from "node:path";
 import { Redis } from "ioredis";
 import { createNodeTransport } from "../../edge/queue/node-transport.test-helper.ts";
@@ -10,12 +10,12 @@ import { auditContract } from "../../shared/jobs/audit.ts";
 import type { JobContract, QueueName } from "../../shared/jobs/contract.ts";
 import { emailContract } from "../../shared/jobs/email.ts";
 import { stripeWebhookContract } from "../../shared/jobs/stripe-webhook.ts";
-import { createDb } from "../db.ts";
+import { createDb } from "../../worker/db.ts";
 import { ROOT, startPostgres, startRedis } from "../dev/local-services.ts";
-import { parseEnv } from "../env.ts";
-import { createHandlers, producerRedisOptions, startFleet } from "../fleet.ts";
-import { IDLE_COMMANDS_PER_MINUTE_BUDGET, measureIdle, perMinute, type IdleSettings } from "../idle-budget.ts";
-import { migrate } from "../migrate.ts";
+import { parseEnv } from "../../worker/env.ts";
+import { createHandlers, producerRedisOptions, startFleet } from "../../worker/fleet.ts";
+import { IDLE_COMMANDS_PER_MINUTE_BUDGET, measureIdle, perMinute, type IdleSettings } from "./idle-budget.ts";
+import { migrate } from "../../worker/migrate.ts";
 
 /** Upstash Pay-As-You-Go: $0.20 per 100K commands (upstash.com/docs/redis/overall/billing). */
 export const USD_PER_100K_COMMANDS = 0.2;

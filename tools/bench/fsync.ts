@@ -2,7 +2,7 @@
 // shared connection, at `concurrency` in flight and one at a time, in interleaved rounds on one
 // private Redis whose policy is switched with CONFIG SET between rounds. The AOF lives in the
 // checkout's `.data/` (the disk the dev/test Redis uses), so fsync hits a real file system.
-// Part of `npm run bench` (`--skip-fsync`); alone: `node worker/bench/fsync.ts [--jobs N]
+// Part of `npm run bench` (`--skip-fsync`); alone: `node tools/bench/fsync.ts [--jobs N]
 // [--concurrency N] [--rounds N]` prints the table.
 import { rmSync } from "node:fs";
 import { join } from "node:path";
@@ -11,7 +11,7 @@ import { Queue, type JobsOptions } from "bullmq";
 import { Redis } from "ioredis";
 import { auditContract } from "../../shared/jobs/audit.ts";
 import { ROOT, startRedis } from "../dev/local-services.ts";
-import { redisOptions } from "../fleet.ts";
+import { redisOptions } from "../../worker/fleet.ts";
 import { auditEvent } from "./enqueue.ts";
 import { closedLoop, median, percentile } from "./load.ts";
 

@@ -13,8 +13,8 @@ const SMOKE_FLAGS = [
 ];
 
 function runBench(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  // PATH as the suite got it from worker/dev/with-node.sh: wrangler needs its Node first on PATH.
-  const child = spawn(process.execPath, [join(ROOT, "worker/bench/bench.ts"), ...args], {
+  // PATH as the suite got it from tools/dev/with-node.sh: wrangler needs its Node first on PATH.
+  const child = spawn(process.execPath, [join(ROOT, "tools/bench/bench.ts"), ...args], {
     cwd: ROOT,
     env: { PATH: process.env.PATH ?? "", HOME: process.env.HOME ?? "/tmp" },
     stdio: ["ignore", "pipe", "pipe"],

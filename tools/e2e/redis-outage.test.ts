@@ -19,9 +19,9 @@ import { inArray } from "drizzle-orm";
 import { Redis } from "ioredis";
 import { afterAll, beforeAll, expect, it } from "vitest";
 import { auditLogs } from "../../shared/db/audit-logs.ts";
-import type { Database } from "../db.ts";
+import type { Database } from "../../worker/db.ts";
 import { startRedis, type LocalRedis } from "../dev/local-services.ts";
-import { redisOptions } from "../fleet.ts";
+import { redisOptions } from "../../worker/fleet.ts";
 import { testDb, uniqueId } from "../testing/fixtures.ts";
 import { eventually, startStack, type Stack } from "./stack.ts";
 
