@@ -190,15 +190,25 @@ export async function startFleet(config: FleetConfig, deps: FleetDeps): Promise<
         // the locks lapse and the stalled check hands the jobs to another worker.
         if (!drained) {
           closing.catch(() => undefined);
-          await Promise.all([...workers.values()].map((w) => w.disconnect().catch(() => undefined)));
+          // BullMQ's disconnect() first awaits a connection still being (re)established, which a
+          // Redis that is down never completes: bounded, so shutdown always ends.
+          await Promise.all([...workers.values()].map((w) => within(w.disconnect().catch(() => undefined), 1_000)));
         }
       } else {
         await closing;
       }
-      await redis.quit().catch(() => redis.disconnect());
+      await within(redis.quit().catch(() => redis.disconnect()), 1_000);
+      redis.disconnect();
       return { drained };
     },
   };
+}
+
+/** Waits for `work` at most `ms`; whatever it was doing carries on unobserved. */
+async function within(work: Promise<unknown>, ms: number): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  await Promise.race([work, new Promise<void>((resolve) => (timer = setTimeout(resolve, ms)))]);
+  clearTimeout(timer);
 }
 
 /**
