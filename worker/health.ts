@@ -16,6 +16,11 @@ export interface HealthOptions {
   checks: Record<string, Check>;
   /** Per-check bound: a hung dependency reads as down, not as a hung probe. */
   checkTimeoutMs?: number;
+  /**
+   * Extra facts for `/readyz`'s body that don't decide readiness, e.g. queues held off because a
+   * provider is down (the process is healthy and restarting it would not help).
+   */
+  details?: () => Record<string, unknown>;
 }
 
 export interface HealthServer {
@@ -74,7 +79,7 @@ export async function startHealthServer(options: HealthOptions): Promise<HealthS
     if (path === "/healthz") return reply(200, { status: "ok" });
     if (path === "/readyz") {
       checkReadiness(options.checks, timeoutMs).then(
-        (r) => reply(r.ok ? 200 : 503, { status: r.ok ? "ready" : "not ready", checks: r.checks }),
+        (r) => reply(r.ok ? 200 : 503, { status: r.ok ? "ready" : "not ready", checks: r.checks, ...options.details?.() }),
         (err: unknown) => reply(503, { status: "not ready", error: String(err) }),
       );
       return;

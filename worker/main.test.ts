@@ -143,4 +143,30 @@ describe("node worker/main.ts", () => {
     expect(text).toContain("DATABASE_URL");
     expect(text).toContain("bogus");
   });
+  it("reports a queue held off by a provider outage on /readyz, and clears it once the provider answers", async () => {
+    const { resend, queue, start, add } = await emailSetup({ OUTAGE_BACKOFF_MIN_MS: "50", OUTAGE_BACKOFF_MAX_MS: "200" });
+    const main = start();
+    const ready = await main.waitForLine("worker ready");
+    const readyz = async () => {
+      const res = await fetch(`http://127.0.0.1:${String(ready.port)}/readyz`, { signal: AbortSignal.timeout(20_000) });
+      return (await res.json()) as { status: string; outages: Record<string, { dependency: string; jobsReturned: number }> };
+    };
+    await resend.outage("refuse");
+    const id = await add("held-off");
+    const deadline = Date.now() + 30_000;
+    let body = await readyz();
+    while (!body.outages.email) {
+      if (Date.now() > deadline) throw new Error(`no outage reported: ${JSON.stringify(body)}`);
+      await new Promise((r) => setTimeout(r, 50));
+      body = await readyz();
+    }
+    // Postgres and Redis answer: the process is ready; the email queue is held off, not failing.
+    expect(body.status).toBe("ready");
+    expect(body.outages.email).toMatchObject({ dependency: "resend" });
+    expect(await queue.getJobState(id)).not.toBe("failed");
+
+    await resend.outage(undefined);
+    expect((await settled(queue, id, 30_000)).finishedOn).toBeTypeOf("number");
+    expect((await readyz()).outages).toEqual({});
+  }, 90_000);
 });

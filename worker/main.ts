@@ -35,6 +35,8 @@ try {
 const health = await startHealthServer({
   port: config.port,
   checks: { redis: fleet.ping, postgres: database.ping },
+  // Queues held off because a dependency is down: `{ email: { dependency: "resend", since, … } }`.
+  details: () => ({ outages: fleet.outages() }),
 });
 
 let stopping = false;
