@@ -10,6 +10,7 @@ export default defineConfig({
     "./shared/db/stripe-customers.ts",
     "./shared/db/stripe-subscriptions.ts",
     "./shared/db/stripe-invoices.ts",
+    "./shared/db/reports.ts",
   ],
   out: "./drizzle",
 });

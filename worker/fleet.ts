@@ -11,6 +11,7 @@ import type { WorkerConfig } from "./env.ts";
 import { createOutageGate, type OutageGate, type OutageState } from "./outage.ts";
 import { createProcessor, DEFAULT_OUTAGE_BACKOFF, jsonLog, type FleetHandlers, type Log } from "./runner.ts";
 import { checkEvictionPolicy, reconnectDelay } from "./redis-checks.ts";
+import { createReportHandler } from "./report/handler.ts";
 import { createStripeApi, createStripeWebhookHandler } from "./stripe/handler.ts";
 
 export type FleetConfig = Pick<
@@ -28,7 +29,11 @@ export type FleetConfig = Pick<
   Partial<Pick<WorkerConfig, "outageBackoffMinMs" | "outageBackoffMaxMs">>;
 
 export interface FleetDeps {
-  handlers: FleetHandlers;
+  /**
+   * A handler per queue the fleet drains (production passes `createHandlers`, complete by type);
+   * a queue in `config.queues` without one stops start-up.
+   */
+  handlers: Partial<FleetHandlers>;
   /** Scripts to SCRIPT LOAD at start-up; default: the edge's (`EDGE_SCRIPTS`). */
   scripts?: readonly LuaScript[];
   log?: Log;
@@ -91,7 +96,7 @@ export function producerRedisOptions(url: string, caCertPath?: string, connectTi
   } satisfies RedisOptions;
 }
 
-/** The production handler set, sharing one database handle. */
+/** The production handler set, sharing one database handle: one entry per registered contract. */
 export function createHandlers(
   db: Db,
   config: Pick<WorkerConfig, "auditBatchMax" | "resendApiKey" | "resendBaseUrl" | "emailFrom"> &
@@ -101,11 +106,14 @@ export function createHandlers(
     audit: createAuditHandler(db, { maxBatch: config.auditBatchMax }).handle,
     email: createEmailHandler(db, config),
     "stripe-webhook": createStripeWebhookHandler(db, { stripe: createStripeApi({ secretKey: config.stripeSecretKey, apiBaseUrl: config.stripeApiBaseUrl }) }),
+    report: createReportHandler(db),
   };
 }
 
 export async function startFleet(config: FleetConfig, deps: FleetDeps): Promise<Fleet> {
   const log = deps.log ?? jsonLog;
+  const unhandled = config.queues.filter((queue) => deps.handlers[queue] === undefined);
+  if (unhandled.length > 0) throw new Error(`no handler for queue(s) ${unhandled.join(", ")}`);
   const connection = redisOptions(config.redisUrl, config.redisCaCertPath);
 
   // The fleet's own command connection (script preload, readiness). No offline queue and one

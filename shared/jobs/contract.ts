@@ -1,7 +1,11 @@
 import type { z } from "zod";
 
-/** The three built-in queues. User-defined queues add their own contracts the same way. */
-export type QueueName = "email" | "audit" | "stripe-webhook";
+/**
+ * The registered queue names, derived from shared/jobs/registry.ts (the one place a contract is
+ * registered). Type-only, so importing it here creates no runtime dependency on the registry.
+ */
+import type { QueueName } from "./registry.ts";
+export type { QueueName };
 
 /** Key prefix shared by producer and workers; BullMQ's own default. Configurable per deployment. */
 export const DEFAULT_QUEUE_PREFIX = "bull";
@@ -27,21 +31,62 @@ export interface JobOptions {
   lifo?: boolean;
   removeOnComplete?: KeepJobs;
   removeOnFail?: KeepJobs;
+  /**
+   * BullMQ's deduplication: while the key `<prefix>:<queue>:de:<id>` exists, adding another job
+   * with the same `id` adds nothing and answers the existing job's id. Without `ttl` (simple mode)
+   * the key lasts until that job completes or fails; with `ttl` (throttle mode, ms) it lasts `ttl`
+   * whatever the job does. Set per contract (`JobContract.deduplication`), not by callers.
+   */
+  deduplication?: { id: string; ttl?: number };
 }
 
 /**
- * One job type: which queue it lives on, the job name, its payload schema and default options.
- * The producer takes `z.input<Schema>`; the handler receives `z.output<Schema>`.
+ * How a contract derives BullMQ deduplication for each job: at most one job per `id(data)` until
+ * that job finishes (simple mode), or per `ttlMs` window (throttle mode).
  */
-export interface JobContract<Schema extends z.ZodType = z.ZodType> {
-  readonly queue: QueueName;
+export interface Deduplication<Data> {
+  /** The key jobs are deduplicated on, from the validated payload (e.g. account + month). */
+  id(data: Data): string;
+  /** Throttle window in ms; absent = until the job holding the key completes or fails. */
+  readonly ttlMs?: number;
+}
+
+/** How the edge serves a contract at `POST/DELETE /v1/jobs/<queue>`. */
+export interface EdgeExposure {
+  /** Longest `delay` a caller may ask for, ms. Default 30 days. */
+  readonly maxDelayMs?: number;
+  /** Whether callers may set `priority`. Default true. */
+  readonly priority?: boolean;
+}
+
+/**
+ * One job type: which queue it lives on, the job name, its payload schema, default options, and
+ * whether the edge serves it. The producer takes `z.input<Schema>`; the handler receives
+ * `z.output<Schema>`. The queue name is a literal type: the registry derives `QueueName` from it.
+ */
+export interface JobContract<Schema extends z.ZodType = z.ZodType, Queue extends string = QueueName> {
+  readonly queue: Queue;
   readonly name: string;
   readonly schema: Schema;
   readonly defaults: Readonly<JobOptions>;
+  readonly deduplication?: Deduplication<z.output<Schema>>;
+  /** Present: callers may enqueue (and cancel) these jobs at `/v1/jobs/<queue>` with `data` = the schema's input. */
+  readonly edge?: EdgeExposure;
 }
 
-export function defineJob<Schema extends z.ZodType>(contract: JobContract<Schema>): JobContract<Schema> {
+export function defineJob<Schema extends z.ZodType, const Queue extends string>(
+  contract: JobContract<Schema, Queue>,
+): JobContract<Schema, Queue> {
   return contract;
+}
+
+/** The options a contract adds to every job from its payload (today: deduplication). */
+export function contractOptions<C extends JobContract>(contract: C, data: JobData<C>): JobOptions {
+  const dedup = contract.deduplication;
+  if (!dedup) return {};
+  // `ttl` only when set: BullMQ packs the object as given, and an explicit undefined would reach
+  // Redis as nil, which Queue.add never sends.
+  return { deduplication: { id: dedup.id(data), ...(dedup.ttlMs !== undefined ? { ttl: dedup.ttlMs } : {}) } };
 }
 
 export type JobInput<C extends JobContract> = z.input<C["schema"]>;

@@ -136,7 +136,7 @@ async function drainOnce(env: DrainEnv, settings: DrainSettings, consumer: Consu
       redisCaCertPath: undefined,
       queuePrefix: prefix,
       queues: [auditContract.queue],
-      concurrency: { audit: settings.concurrency, email: 1, "stripe-webhook": 1 },
+      concurrency: { audit: settings.concurrency, email: 1, "stripe-webhook": 1, report: 1 },
       drainDelaySeconds: FLEET_DEFAULTS.drainDelaySeconds,
       stalledIntervalMs: FLEET_DEFAULTS.stalledIntervalMs,
       lockDurationMs: FLEET_DEFAULTS.lockDurationMs,

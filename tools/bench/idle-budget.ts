@@ -69,14 +69,14 @@ export async function measureIdle(settings: IdleSettings, windowMs: number, data
   const admin = new Redis(producerRedisOptions(server.url));
   const queues = settings.queues ?? ["audit", "email", "stripe-webhook"];
   const noop = async () => {};
-  const handlers: FleetHandlers = { audit: noop, email: noop, "stripe-webhook": noop };
+  const handlers: FleetHandlers = { audit: noop, email: noop, "stripe-webhook": noop, report: noop };
   const fleet = await startFleet(
     {
       redisUrl: server.url,
       redisCaCertPath: undefined,
       queuePrefix: "idle",
       queues,
-      concurrency: { audit: 1, email: 1, "stripe-webhook": 1 },
+      concurrency: { audit: 1, email: 1, "stripe-webhook": 1, report: 1 },
       emailRatePerSecond: 2,
       ...settings,
     },

@@ -52,7 +52,7 @@ export async function benchStripe(
   const prefix = env.prefix ?? `bench-stripe-${Date.now()}`;
   const config: FleetConfig = {
     redisUrl: env.redisUrl, redisCaCertPath: undefined, queuePrefix: prefix, queues: ["stripe-webhook"],
-    concurrency: { audit: 1, email: 1, "stripe-webhook": settings.workerConcurrency },
+    concurrency: { audit: 1, email: 1, "stripe-webhook": settings.workerConcurrency, report: 1 },
     drainDelaySeconds: 1, stalledIntervalMs: 30_000, lockDurationMs: 30_000, emailRatePerSecond: 2,
   };
   const handlers = createHandlers(env.database.db, { auditBatchMax: 500, resendApiKey: undefined, resendBaseUrl: undefined, emailFrom: "bench@example.com" });

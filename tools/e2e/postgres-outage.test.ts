@@ -18,6 +18,7 @@ import { createDb, type Database } from "../../worker/db.ts";
 import { createEmailHandler } from "../../worker/email/handler.ts";
 import { redisOptions } from "../../worker/fleet.ts";
 import { createStripeWebhookHandler } from "../../worker/stripe/handler.ts";
+import { createReportHandler } from "../../worker/report/handler.ts";
 import { customerLifecycle, lifecycleIds } from "../testing/stripe-fixtures.ts";
 import { startFakeResend, type FakeResend } from "../testing/fake-resend.ts";
 import { startFaultProxy, type FaultMode, type FaultProxy } from "../testing/fault-proxy.ts";
@@ -63,11 +64,12 @@ async function startFleetBehindProxy(): Promise<{ fleet: TestFleet; logs: Return
         audit: createAuditHandler(fleetDb.db).handle,
         email: createEmailHandler(fleetDb.db, { resendApiKey: "re_test_key", resendBaseUrl: resend.url, emailFrom: "t@example.com" }),
         "stripe-webhook": createStripeWebhookHandler(fleetDb.db),
+        report: createReportHandler(fleetDb.db),
       },
       scripts: [],
       log: logs.log,
     },
-    { outageBackoffMinMs: 50, outageBackoffMaxMs: 250, concurrency: { audit: 50, email: 5, "stripe-webhook": 5 } },
+    { outageBackoffMinMs: 50, outageBackoffMaxMs: 250, concurrency: { audit: 50, email: 5, "stripe-webhook": 5, report: 5 } },
   );
   t = fleet;
   return { fleet, logs };

@@ -26,7 +26,7 @@ export function testFleetConfig(overrides: Partial<FleetConfig> = {}): FleetConf
     redisCaCertPath: undefined,
     queuePrefix: uniqueId("t"),
     queues: [...QUEUE_NAMES],
-    concurrency: { audit: 50, email: 5, "stripe-webhook": 5 },
+    concurrency: { audit: 50, email: 5, "stripe-webhook": 5, report: 5 },
     drainDelaySeconds: 1,
     stalledIntervalMs: 30_000,
     lockDurationMs: 30_000,

@@ -48,7 +48,7 @@ describe("a value Postgres refuses in an audit batch", () => {
         scripts: [],
         log: logs.log,
       },
-      { queues: ["audit"], concurrency: { audit: 100, email: 1, "stripe-webhook": 1 } },
+      { queues: ["audit"], concurrency: { audit: 100, email: 1, "stripe-webhook": 1, report: 1 } },
     );
     const secrets = Array.from({ length: 41 }, (_, i) => `sensitive${i}x${Math.random().toString(36).slice(2, 8)}`);
     const good = secrets.slice(0, 40).map((s, i) => event(i, s));
