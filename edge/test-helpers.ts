@@ -1,5 +1,8 @@
-// Shared by the edge's workerd tests: an app wired to the test Redis under a unique key prefix,
-// and a raw connection to inspect what (if anything) reached Redis.
+// Shared by the edge's route tests: an app wired to the test Redis under a unique key prefix,
+// and a raw connection to inspect what (if anything) reached Redis. The same tests run on both
+// runtimes: inside workerd (the app called in-process, a socket per request) and, when the vitest
+// project provides `edgeRuntime: "node"`, on Node (the self-host server over real HTTP, one shared
+// connection; see node-runtime.test-helper.ts).
 import { inject } from "vitest";
 import { createApp } from "./app.ts";
 import { sha256Hex } from "./auth.ts";
@@ -7,6 +10,13 @@ import { createProducer } from "./queue/producer.ts";
 import type { Reply } from "./queue/resp.ts";
 import { createSocketTransport, type SocketTransportOptions } from "./queue/socket-transport.ts";
 import type { RedisTransport } from "./queue/transport.ts";
+
+declare module "vitest" {
+  export interface ProvidedContext {
+    /** "node": serve the app with the self-host Node server; absent: call it inside workerd. */
+    edgeRuntime?: "node";
+  }
+}
 
 export const API_KEY = "test-key-0123456789";
 
@@ -26,14 +36,33 @@ export interface TestAppOptions {
 export async function testApp(options: TestAppOptions = {}) {
   const redisUrl = options.redisUrl ?? inject("redisUrl");
   const prefix = `t${crypto.randomUUID().slice(0, 8)}`;
-  const app = createApp({
+  const deps = {
     apiKeyHashes: [await sha256Hex("another-key"), await sha256Hex(API_KEY)],
     ...(options.stripeWebhookSecrets ? { stripeWebhookSecrets: options.stripeWebhookSecrets } : {}),
-    openQueue: () => {
-      const transport = options.transport?.() ?? createSocketTransport(redisUrl, options.socket);
-      return { producer: createProducer(transport, { prefix }), close: () => transport.close() };
-    },
-  });
+  };
+  let app: { request(path: string, init?: RequestInit): Promise<Response> };
+  if (inject("edgeRuntime") === "node") {
+    if (options.socket?.connect) throw new Error("socket.connect replaces a workerd primitive; it has no meaning on Node");
+    // Imported only here: the workerd project never loads the Node server.
+    const { serveOnNode } = await import("./node-runtime.test-helper.ts");
+    app = await serveOnNode({
+      deps,
+      prefix,
+      redisUrl,
+      redis: { ...(options.socket?.connectTimeoutMs ? { connectTimeoutMs: options.socket.connectTimeoutMs } : {}),
+        ...(options.socket?.commandTimeoutMs ? { commandTimeoutMs: options.socket.commandTimeoutMs } : {}) },
+      ...(options.transport ? { transport: options.transport } : {}),
+    });
+  } else {
+    const hono = createApp({
+      ...deps,
+      openQueue: () => {
+        const transport = options.transport?.() ?? createSocketTransport(redisUrl, options.socket);
+        return { producer: createProducer(transport, { prefix }), close: () => transport.close() };
+      },
+    });
+    app = { request: async (path, init) => hono.request(path, init) };
+  }
   /** Runs raw commands on the test Redis (e.g. to list what this test's prefix holds). */
   async function redis(...commands: string[][]): Promise<Reply[]> {
     const transport = createSocketTransport(inject("redisUrl"));

@@ -224,3 +224,16 @@ export function parseEnv(source: Record<string, string | undefined>): WorkerConf
     shutdownTimeoutMs: env.SHUTDOWN_TIMEOUT_MS,
   };
 }
+
+/**
+ * What this process runs, from one image: `worker` (default) drains queues; `api` serves the HTTP
+ * API on Node (self-host mode, worker/api/); `all` does both in one process.
+ */
+export const ROLES = ["worker", "api", "all"] as const;
+export type Role = (typeof ROLES)[number];
+
+export function parseRole(source: Record<string, string | undefined>): Role {
+  const raw = source.EDGEFLEET_ROLE?.trim() || "worker";
+  if ((ROLES as readonly string[]).includes(raw)) return raw as Role;
+  throw new EnvError([`EDGEFLEET_ROLE: must be one of ${ROLES.join(", ")}`]);
+}

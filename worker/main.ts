@@ -1,44 +1,81 @@
-import { createDb } from "./db.ts";
-import { EnvError, parseEnv, type WorkerConfig } from "./env.ts";
+import { ApiEnvError, parseApiEnv, type ApiConfig } from "./api/env.ts";
+import { createNodeApi, startApiServer, type ApiServer } from "./api/server.ts";
+import { createDb, type Database } from "./db.ts";
+import { EnvError, parseEnv, parseRole, type Role, type WorkerConfig } from "./env.ts";
 import { createHandlers, startFleet, type Fleet } from "./fleet.ts";
-import { startHealthServer } from "./health.ts";
+import { startHealthServer, type Check, type HealthServer } from "./health.ts";
 import { jsonLog as log } from "./runner.ts";
 
 /**
- * Worker entry (`node worker/main.ts`): env → database → queues → health server, then one JSON
- * "worker ready" line. On SIGTERM/SIGINT: stop taking jobs, let running ones finish (bounded by
- * SHUTDOWN_TIMEOUT_MS, below Railway's drainingSeconds), close connections, exit 0.
+ * The image's entry (`node worker/main.ts`); EDGEFLEET_ROLE picks what it runs:
+ * - `worker` (default): env → database → queues → health server, then one "worker ready" line.
+ * - `api`: the HTTP API (edge/app.ts on Node) on PORT, then one "api ready" line.
+ * - `all`: both; the API's server also answers /healthz and /readyz, then "worker ready".
+ * On SIGTERM/SIGINT: stop accepting HTTP (api, all), stop taking jobs and let running ones finish
+ * (bounded by SHUTDOWN_TIMEOUT_MS, below Railway's drainingSeconds), close connections, exit 0.
  */
 
-let config: WorkerConfig;
-try {
-  config = parseEnv(process.env);
-} catch (err) {
-  if (!(err instanceof EnvError)) throw err;
-  console.error(err.message);
-  process.exit(2);
+let role = "worker" as Role;
+let config: WorkerConfig | undefined;
+let apiConfig: ApiConfig | undefined;
+{
+  const problems: string[] = [];
+  const attempt = (parse: () => void) => {
+    try {
+      parse();
+    } catch (err) {
+      if (!(err instanceof EnvError || err instanceof ApiEnvError)) throw err;
+      problems.push(err.message);
+    }
+  };
+  attempt(() => (role = parseRole(process.env)));
+  if (problems.length === 0) {
+    if (role !== "api") attempt(() => (config = parseEnv(process.env)));
+    if (role !== "worker") attempt(() => (apiConfig = parseApiEnv(process.env)));
+  }
+  if (problems.length > 0) {
+    console.error(problems.join("\n"));
+    process.exit(2);
+  }
 }
 
-const database = createDb(config.databaseUrl, {
-  driver: config.databaseDriver,
-  connectTimeoutMs: config.databaseConnectTimeoutMs,
-  queryTimeoutMs: config.databaseQueryTimeoutMs,
-});
-let fleet: Fleet;
-try {
-  fleet = await startFleet(config, { handlers: createHandlers(database.db, config), log });
-} catch (err) {
-  log("error", "worker failed to start", { error: err instanceof Error ? err.message : String(err) });
-  await database.close().catch(() => undefined);
-  process.exit(1);
+let database: Database | undefined;
+let fleet: Fleet | undefined;
+if (config) {
+  database = createDb(config.databaseUrl, {
+    driver: config.databaseDriver,
+    connectTimeoutMs: config.databaseConnectTimeoutMs,
+    queryTimeoutMs: config.databaseQueryTimeoutMs,
+  });
+  try {
+    fleet = await startFleet(config, { handlers: createHandlers(database.db, config), log });
+  } catch (err) {
+    log("error", "worker failed to start", { error: err instanceof Error ? err.message : String(err) });
+    await database.close().catch(() => undefined);
+    process.exit(1);
+  }
 }
-const health = await startHealthServer({
-  port: config.port,
-  checks: { redis: fleet.ping, postgres: database.ping },
-  // Queues held off because a dependency is down: `{ email: { dependency: "resend", since, … } }`.
-  details: () => ({ outages: fleet.outages() }),
-});
 
+const checks: Record<string, Check> = {};
+// Queues held off because a dependency is down: `{ email: { dependency: "resend", since, … } }`.
+const details = fleet ? () => ({ outages: fleet.outages() }) : undefined;
+if (fleet) checks.redis = fleet.ping;
+if (database) checks.postgres = database.ping;
+
+let api: (ReturnType<typeof createNodeApi> & { server: ApiServer }) | undefined;
+let health: HealthServer | undefined;
+if (apiConfig) {
+  const nodeApi = createNodeApi(apiConfig);
+  // With the fleet in the process, `redis` is the fleet's connection; the API's own is checked too.
+  checks[fleet ? "api-redis" : "redis"] = nodeApi.ping;
+  api = { ...nodeApi, server: await startApiServer({ port: apiConfig.port, app: nodeApi.app, checks, ...(details ? { details } : {}) }) };
+} else {
+  health = await startHealthServer({ port: config?.port ?? 8080, checks, ...(details ? { details } : {}) });
+}
+const port = api?.server.port ?? health?.port;
+
+const shutdownTimeoutMs = config?.shutdownTimeoutMs ?? apiConfig?.shutdownTimeoutMs ?? 25_000;
+const name = role === "api" ? "api" : "worker";
 let stopping = false;
 async function shutdown(signal: NodeJS.Signals): Promise<void> {
   if (stopping) {
@@ -48,23 +85,38 @@ async function shutdown(signal: NodeJS.Signals): Promise<void> {
     process.exit(1);
   }
   stopping = true;
-  log("info", "worker stopping", { signal, timeoutMs: config.shutdownTimeoutMs });
+  log("info", `${name} stopping`, { signal, timeoutMs: shutdownTimeoutMs });
   const started = performance.now();
-  const { drained } = await fleet.close(config.shutdownTimeoutMs);
-  if (!drained) log("warn", "shutdown timed out; unfinished jobs will be retried by another worker");
-  await health.close();
-  await database.close();
-  log("info", "worker stopped", { drained, ms: Math.round(performance.now() - started) });
+  // HTTP first: a request accepted now would enqueue into a process about to stop draining; the
+  // load balancer sends it to another instance instead. In-flight requests finish (bounded).
+  const answered = api ? await api.server.close(shutdownTimeoutMs) : true;
+  if (!answered) log("warn", "shutdown cut off HTTP requests still running");
+  let drained = true;
+  if (fleet) {
+    // One budget for the whole stop: the platform kills at drainingSeconds whatever took the time.
+    const left = Math.max(1, shutdownTimeoutMs - (performance.now() - started));
+    ({ drained } = await fleet.close(left));
+    if (!drained) log("warn", "shutdown timed out; unfinished jobs will be retried by another worker");
+  }
+  await health?.close();
+  await api?.close();
+  await database?.close();
+  log("info", `${name} stopped`, { drained, ms: Math.round(performance.now() - started) });
   process.exit(0);
 }
 process.on("SIGTERM", (s) => void shutdown(s));
 process.on("SIGINT", (s) => void shutdown(s));
 
-log("info", "worker ready", {
-  queues: config.queues.join(","),
-  prefix: config.queuePrefix,
-  port: health.port,
-  db: database.driver,
-  email: !config.queues.includes("email") ? "off" : config.emailCapture ? "capture" : "resend",
-  pid: process.pid,
-});
+if (config) {
+  log("info", "worker ready", {
+    queues: config.queues.join(","),
+    prefix: config.queuePrefix,
+    port,
+    db: database?.driver,
+    email: !config.queues.includes("email") ? "off" : config.emailCapture ? "capture" : "resend",
+    ...(apiConfig ? { role, api: apiConfig.redis.transport } : {}),
+    pid: process.pid,
+  });
+} else if (apiConfig) {
+  log("info", "api ready", { role, prefix: apiConfig.queuePrefix, port, redis: apiConfig.redis.transport, pid: process.pid });
+}
