@@ -13,6 +13,10 @@ export const ERROR_STATUS = {
   invalid_signature: 400,
   unauthorized: 401,
   not_found: 404,
+  /** DELETE of a job a worker is running: it can no longer be cancelled. */
+  job_active: 409,
+  /** DELETE of a job that a BullMQ job scheduler owns (remove the scheduler instead). */
+  job_scheduled: 409,
   payload_too_large: 413,
   queue_unavailable: 503,
   /** A feature's secret is not deployed (e.g. STRIPE_WEBHOOK_SECRET); the sender should retry later. */

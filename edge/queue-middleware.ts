@@ -1,5 +1,5 @@
 import { createMiddleware } from "hono/factory";
-import type { AddResult, EnqueuedJob, EnqueueRequest, JobStatus, Producer, Readiness } from "./queue/producer.ts";
+import type { AddResult, EnqueuedJob, EnqueueRequest, JobStatus, Producer, Readiness, RemoveResult } from "./queue/producer.ts";
 import { RedisReplyError, TransportError } from "./queue/transport.ts";
 import { ApiError } from "./errors.ts";
 
@@ -18,6 +18,7 @@ export interface QueueApi {
    */
   add(jobs: readonly EnqueueRequest[], options?: { retryKey?: string }): Promise<EnqueuedJob[]>;
   getJob(queue: string, id: string): Promise<JobStatus | null>;
+  remove(queue: string, id: string): Promise<RemoveResult>;
   ping(): Promise<void>;
   readiness(): Promise<Readiness>;
 }
@@ -38,6 +39,7 @@ export function queueSession(open: () => QueueSession) {
     c.set("queue", {
       add: async (jobs, options = {}) => settled(await lazy().addAll(jobs), options.retryKey),
       getJob: (queue, id) => guard(() => lazy().getJob(queue, id)),
+      remove: (queue, id) => guard(() => lazy().remove(queue, id)),
       ping: () => guard(() => lazy().ping()),
       readiness: () => guard(() => lazy().readiness()),
     });

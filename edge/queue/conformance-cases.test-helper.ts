@@ -39,6 +39,10 @@ export const cases: Case[] = [
   { title: "per-call options override defaults", contract: auditContract, data: auditData, opts: { attempts: 1, removeOnComplete: false, jobId: "x.y~z" } },
   { title: "unicode payload", contract: bareContract, data: { s: "zoë — 日本語 🚀 \u0000 \u2028", n: [1.5, -0, 1e21] } },
   { title: "200 KB payload", contract: bareContract, data: { blob: "é".repeat(100_000) } },
+  { title: "deduplication, simple mode", contract: bareContract, data: {}, opts: { deduplication: { id: "acct-1.2026-11" } } },
+  { title: "deduplication, throttle mode (ttl)", contract: emailContract, data: {}, opts: { jobId: "j-throttle", deduplication: { id: "k:1", ttl: 60_000 } } },
+  { title: "deduplication with delay", contract: auditContract, data: auditData, opts: { delay: 5_000, deduplication: { id: "d", ttl: 10_000 } } },
+  { title: "deduplication with priority", contract: bareContract, data: {}, opts: { priority: 4, deduplication: { id: "p" } } },
 ];
 
 /**

@@ -12,6 +12,8 @@ import { Redis } from "ioredis";
 import { afterAll, afterEach, beforeAll, describe, expect, inject, it, vi } from "vitest";
 import { auditContract, type AuditJob } from "../../shared/jobs/audit.ts";
 import { EDGE_SCRIPTS } from "../../shared/jobs/bullmq-scripts.ts";
+import type { JobContract, JobOptions } from "../../shared/jobs/contract.ts";
+import { reportContract } from "../../shared/jobs/report.ts";
 import { startRedisForFile, type LocalRedis } from "../../tools/dev/local-services.ts";
 import { addWithBullmq, auditData, bareContract, cases, deleteKeys as deleteKeysIn, T } from "./conformance-cases.test-helper.ts";
 import { buildAddJob, InvalidJobOptionsError } from "./job-args.ts";
@@ -83,6 +85,63 @@ describe("edge producer vs bullmq Queue.add", () => {
     const edgeState = await snapshotRedis(client, edgePrefix, ignore);
     expect(Object.keys(edgeState).length).toBeGreaterThan(2);
     expect(edgeState).toEqual(await snapshotRedis(client, bullPrefix, ignore));
+  });
+});
+
+describe("deduplication vs bullmq Queue.add", () => {
+  /** Runs the same adds through Queue.add and the edge producer; returns each side's job ids. */
+  async function both(adds: ReadonlyArray<{ contract: JobContract; data: unknown; opts: JobOptions; bullOpts?: JobOptions }>) {
+    const bullPrefix = uniquePrefix("b");
+    const edgePrefix = uniquePrefix("e");
+    cleanup.push(() => deleteKeys(bullPrefix), () => deleteKeys(edgePrefix));
+    const bullIds: Array<string | undefined> = [];
+    for (const add of adds) {
+      const c = { title: "", contract: add.contract, data: add.data, opts: add.bullOpts ?? add.opts };
+      bullIds.push((await addWithBullmq(client, bullPrefix, c, (close) => cleanup.push(close))).id);
+    }
+    const producer = createProducer(edgeTransport(), { prefix: edgePrefix, now: () => T });
+    const edgeIds: string[] = [];
+    for (const add of adds) edgeIds.push((await producer.add({ contract: add.contract, data: add.data, opts: add.opts })).id);
+    const ignore = { meta: ["version"] };
+    return { bullIds, edgeIds, edgeState: await snapshotRedis(client, edgePrefix, ignore), bullState: await snapshotRedis(client, bullPrefix, ignore) };
+  }
+
+  it.each([
+    ["simple", { id: "acct-1.2026-11" }],
+    ["throttle", { id: "acct-1.2026-11", ttl: 60_000 }],
+  ] as const)("a second add with the same id (%s mode) returns the first job and adds nothing, as Queue.add does", async (_mode, deduplication) => {
+    const r = await both([
+      { contract: bareContract, data: { n: 1 }, opts: { jobId: "first", deduplication } },
+      { contract: bareContract, data: { n: 2 }, opts: { jobId: "second", deduplication } },
+    ]);
+    expect(r.edgeIds).toEqual(["first", "first"]);
+    expect(r.bullIds).toEqual(r.edgeIds);
+    expect(r.edgeState).toEqual(r.bullState);
+    // The deduplication key holds the first job; throttle mode gives it the ttl.
+    expect(r.edgeState["<p>:audit:de:acct-1.2026-11"]).toEqual({ type: "string", value: "first", expires: "ttl" in deduplication });
+    expect(r.edgeState["<p>:audit:second"]).toBeUndefined();
+  });
+
+  it("derives deduplication from the contract: the same as Queue.add given {deduplication: {id}} by hand", async () => {
+    const data = { accountId: "acct-9", month: "2026-11" };
+    const r = await both([
+      { contract: reportContract, data, opts: { jobId: "r1" }, bullOpts: { jobId: "r1", deduplication: { id: "acct-9.2026-11" } } },
+      { contract: reportContract, data, opts: { jobId: "r2" }, bullOpts: { jobId: "r2", deduplication: { id: "acct-9.2026-11" } } },
+    ]);
+    expect(r.edgeIds).toEqual(["r1", "r1"]);
+    expect(r.bullIds).toEqual(r.edgeIds);
+    expect(r.edgeState).toEqual(r.bullState);
+    expect(r.edgeState["<p>:report:de:acct-9.2026-11"]).toMatchObject({ value: "r1", expires: false });
+  });
+
+  it("refuses deduplication options the edge does not support, before sending anything", async () => {
+    const transport = edgeTransport();
+    const producer = createProducer(transport, { prefix: uniquePrefix("x") });
+    const opts = (deduplication: unknown) => ({ deduplication }) as JobOptions;
+    await expect(producer.add({ contract: bareContract, data: {}, opts: opts({ id: "" }) })).rejects.toThrow(/id must be provided/);
+    await expect(producer.add({ contract: bareContract, data: {}, opts: opts({ id: "k", extend: true }) })).rejects.toThrow(/not supported.*extend/);
+    await expect(producer.add({ contract: bareContract, data: {}, opts: opts({ id: "k", ttl: 1.5 }) })).rejects.toThrow(/ttl/);
+    expect(transport.sent).toHaveLength(0);
   });
 });
 

@@ -23,12 +23,22 @@ const packer = new Packr({ useRecords: false, encodeUndefinedAsNil: true });
 const PRIORITY_LIMIT = 2 ** 21 - 1;
 
 /**
- * Options BullMQ would store for a plain add. Anything else (parent, repeat, deduplication …)
- * is dropped so a caller cannot smuggle flow or scheduler options past the contract type.
+ * Options BullMQ would store for a plain add. Anything else (parent, repeat …) is dropped so a
+ * caller cannot smuggle flow or scheduler options past the contract type.
  */
 const SUPPORTED = new Set<string>([
-  "jobId", "attempts", "backoff", "delay", "priority", "lifo", "removeOnComplete", "removeOnFail",
+  "jobId", "attempts", "backoff", "delay", "priority", "lifo", "removeOnComplete", "removeOnFail", "deduplication",
 ]);
+
+/** BullMQ's optsEncodeMap, for the options we support: stored under a short key, in place. */
+const STORED_AS: Readonly<Record<string, string>> = { deduplication: "de" };
+
+/**
+ * The deduplication modes supported: simple ({id}) and throttle ({id, ttl}). BullMQ's debounce
+ * flags (extend, replace, reschedule, keepLastIfActive) are refused rather than dropped, because
+ * dropping one would silently change what the caller asked for.
+ */
+const DEDUPLICATION_KEYS = new Set(["id", "ttl"]);
 
 export class InvalidJobOptionsError extends Error {
   constructor(message: string) {
@@ -64,17 +74,17 @@ export function normalizeJobOptions(defaults: Readonly<JobOptions>, opts: Readon
   const jobOpts: Record<string, unknown> = Object.assign({ attempts: 0 }, merged);
   const backoff = merged.backoff;
   jobOpts.backoff = typeof backoff === "number" && Number.isFinite(backoff) ? { type: "fixed", delay: backoff } : backoff || undefined;
-  // optsAsJSON: undefined values are skipped (none of our keys are in BullMQ's rename map).
+  // optsAsJSON: undefined values are skipped, renamed keys keep their position.
   const stored: Record<string, unknown> = {};
   for (const [key, value] of Object.entries(jobOpts)) {
-    if (value !== undefined && SUPPORTED.has(key)) stored[key] = value;
+    if (value !== undefined && SUPPORTED.has(key)) stored[STORED_AS[key] ?? key] = value;
   }
   return stored;
 }
 
 /** BullMQ's `Job.validateOptions` and `Queue.addJob` checks, for the options we support. */
 function validate(opts: Record<string, unknown>): void {
-  const { jobId, priority, backoff } = opts;
+  const { jobId, priority, backoff, de: deduplication } = opts;
   if (typeof jobId === "string" && jobId !== "") {
     if (jobId === "0" || jobId.startsWith("0:")) throw new InvalidJobOptionsError("JobId cannot be '0' or start with '0:'");
     if (`${parseInt(jobId, 10)}` === jobId) throw new InvalidJobOptionsError("Custom Id cannot be integers");
@@ -85,6 +95,16 @@ function validate(opts: Record<string, unknown>): void {
   if (typeof priority === "number" && priority !== 0) {
     if (Math.trunc(priority) !== priority) throw new InvalidJobOptionsError("Priority should not be float");
     if (priority > PRIORITY_LIMIT) throw new InvalidJobOptionsError(`Priority should be between 0 and ${PRIORITY_LIMIT}`);
+  }
+  if (deduplication !== undefined) {
+    if (typeof deduplication !== "object" || deduplication === null) throw new InvalidJobOptionsError("Deduplication must be an object");
+    const { id, ttl } = deduplication as { id?: unknown; ttl?: unknown };
+    if (typeof id !== "string" || id === "") throw new InvalidJobOptionsError("Deduplication id must be provided");
+    if (ttl !== undefined && (typeof ttl !== "number" || !Number.isSafeInteger(ttl) || ttl <= 0)) {
+      throw new InvalidJobOptionsError("Deduplication ttl must be a positive integer (ms)");
+    }
+    const extra = Object.keys(deduplication).filter((key) => !DEDUPLICATION_KEYS.has(key));
+    if (extra.length > 0) throw new InvalidJobOptionsError(`Deduplication option(s) not supported by the edge: ${extra.join(", ")}`);
   }
   if (typeof backoff === "object" && backoff !== null && "jitter" in backoff) {
     const { jitter } = backoff;
@@ -103,9 +123,11 @@ export function buildAddJob(input: AddJobInput): ScriptCall {
   validate(opts);
   const key = (type: string) => queueKey(input.prefix, input.queue, type);
   const jobId = input.opts?.jobId;
+  const dedupId = (opts.de as { id: string } | undefined)?.id;
   // addJobToTransaction's args: [prefixKey, jobId|'', name, timestamp, parentKey,
   // parentDependenciesKey, parent, repeatJobKey, deduplicationKey, deferParentRelease].
-  const packedArgs = pack([key(""), jobId ?? "", input.name, input.timestamp, null, null, undefined, undefined, null, null]);
+  const dedupKey = dedupId ? `${key("de")}:${dedupId}` : null;
+  const packedArgs = pack([key(""), jobId ?? "", input.name, input.timestamp, null, null, undefined, undefined, dedupKey, null]);
   const argv = [packedArgs, JSON.stringify(input.data === undefined ? {} : input.data), pack(opts)];
 
   const { delay, priority } = opts;

@@ -2,8 +2,8 @@
  * The edge's BullMQ producer: enqueue jobs and read their status through any `RedisTransport`,
  * running BullMQ's own scripts so a plain Node BullMQ Worker consumes what the edge produces.
  */
-import { DEFAULT_QUEUE_PREFIX, RESERVED_JOB_IDS, type JobContract, type JobData, type JobOptions } from "../../shared/jobs/contract.ts";
-import { getStateScript, readJobScript, reprocessJobScript } from "../../shared/jobs/bullmq-scripts.ts";
+import { contractOptions, DEFAULT_QUEUE_PREFIX, RESERVED_JOB_IDS, type JobContract, type JobData, type JobOptions } from "../../shared/jobs/contract.ts";
+import { getStateScript, readJobScript, removeJobScript, reprocessJobScript } from "../../shared/jobs/bullmq-scripts.ts";
 import { buildAddJob, normalizeJobOptions, queueKey } from "./job-args.ts";
 import { RespError, type Reply } from "./resp.ts";
 import { PipelineInterrupted, RedisReplyError, runPipeline, TransportError, type PipelineItem, type RedisTransport } from "./transport.ts";
@@ -12,7 +12,7 @@ export interface EnqueueRequest<C extends JobContract = JobContract> {
   contract: C;
   /** The already validated payload (the contract schema's output). */
   data: JobData<C>;
-  /** Per-call options, merged over `contract.defaults`. */
+  /** Per-call options, merged over `contract.defaults`; the contract's deduplication always applies. */
   opts?: JobOptions;
 }
 
@@ -56,6 +56,15 @@ export interface JobStatus {
   finishedAt?: string;
 }
 
+/**
+ * What `remove` did. `removed` carries the state the job was in just before (read in the same
+ * round trip): waiting, delayed or prioritized means it was cancelled and will never run;
+ * completed or failed means its record was deleted.
+ */
+export type RemoveResult =
+  | { removed: true; state: JobState }
+  | { removed: false; reason: "not_found" | "active" | "scheduler" };
+
 /** BullMQ's add script returned a negative code (its `finishedErrors` codes, e.g. -5 missing parent). */
 export class AddJobError extends Error {
   readonly code: number;
@@ -86,6 +95,11 @@ export interface Producer {
    */
   addAll(jobs: readonly EnqueueRequest[]): Promise<AddResult[]>;
   getJob(queue: string, id: string): Promise<JobStatus | null>;
+  /**
+   * Removes a job unless it is running, with exactly what `Queue.remove(id)` sends (BullMQ's
+   * removeJob), preceded in the same round trip by a read of its state.
+   */
+  remove(queue: string, id: string): Promise<RemoveResult>;
   /** Resolves when Redis answers PONG; for health checks. */
   ping(): Promise<void>;
   /** PING plus, in the same round trip, what the worker fleet announced on this prefix. */
@@ -149,8 +163,10 @@ export function createProducer(transport: RedisTransport, options: ProducerOptio
     const timestamp = now();
     const items: PipelineItem[] = [];
     const at = jobs.map(({ contract, data, opts }) => {
+      // The contract's options come last: a caller cannot opt out of its deduplication.
+      const effective = { ...opts, ...contractOptions(contract, data) };
       const add = items.push(
-        buildAddJob({ prefix, queue: contract.queue, name: contract.name, data, defaults: contract.defaults, opts, timestamp }),
+        buildAddJob({ prefix, queue: contract.queue, name: contract.name, data, defaults: contract.defaults, opts: effective, timestamp }),
       ) - 1;
       const score = opts?.jobId ? items.push(["ZSCORE", queueKey(prefix, contract.queue, "failed"), opts.jobId]) - 1 : -1;
       return { add, score };
@@ -248,6 +264,26 @@ export function createProducer(transport: RedisTransport, options: ProducerOptio
     };
   }
 
+  async function remove(queue: string, id: string): Promise<RemoveResult> {
+    if (RESERVED_JOB_IDS.has(id) || id.includes(":")) return { removed: false, reason: "not_found" };
+    const key = (type: string) => queueKey(prefix, queue, type);
+    const stateKeys = ["completed", "failed", "delayed", "active", "wait", "paused", "waiting-children", "prioritized"].map(key);
+    // Redis runs a pipeline's commands back to back, so the state read is the job's state at the
+    // removal. For a job that does not exist removeJob writes nothing (and still answers 1).
+    const [state, code] = await runPipeline(transport, [
+      { script: getStateScript, keys: stateKeys, args: [id] },
+      // RedisQueueBackend.removeArgs: KEYS job, repeat; ARGV id, removeChildren (Queue.remove's default), prefix.
+      { script: removeJobScript, keys: [key(id), key("repeat")], args: [id, "1", key("")] },
+    ]);
+    if (state instanceof RespError) throw new RedisReplyError(state, `read state of ${queue}/${id}`);
+    if (code instanceof RespError) throw new RedisReplyError(code, `remove ${queue}/${id}`);
+    const known = typeof state === "string" && STATES.has(state) ? (state as JobState) : "unknown";
+    if (code === 0) return { removed: false, reason: "active" };
+    if (code === -8) return { removed: false, reason: "scheduler" };
+    if (code !== 1) throw new Error(`Unexpected reply to removeJob on queue "${queue}": ${JSON.stringify(code)}`);
+    return known === "unknown" ? { removed: false, reason: "not_found" } : { removed: true, state: known };
+  }
+
   async function ping(): Promise<void> {
     const [reply] = await transport.pipeline([["PING"]]);
     if (reply instanceof RespError) throw new RedisReplyError(reply, "PING");
@@ -263,7 +299,7 @@ export function createProducer(transport: RedisTransport, options: ProducerOptio
     return { prefix, fleet: queues };
   }
 
-  return { add, addAll, getJob, ping, readiness };
+  return { add, addAll, getJob, remove, ping, readiness };
 }
 
 /** Spreads `{ [key]: value }` only when defined (exactOptionalPropertyTypes-friendly). */

@@ -13,6 +13,7 @@ import { addDelayedJob } from "bullmq/dist/esm/scripts/addDelayedJob-6.js";
 import { addPrioritizedJob } from "bullmq/dist/esm/scripts/addPrioritizedJob-9.js";
 import { addStandardJob } from "bullmq/dist/esm/scripts/addStandardJob-9.js";
 import { getStateV2 } from "bullmq/dist/esm/scripts/getStateV2-8.js";
+import { removeJob } from "bullmq/dist/esm/scripts/removeJob-2.js";
 import { reprocessJob } from "bullmq/dist/esm/scripts/reprocessJob-9.js";
 
 /** The bullmq version these scripts and the edge's argument layout belong to (package.json pin). */
@@ -71,6 +72,15 @@ export const getStateScript = defineScript(getStateV2);
 export const reprocessJobScript = defineScript(reprocessJob);
 
 /**
+ * What `Queue.remove(id)` and `job.remove()` run (RedisQueueBackend.remove): deletes a job that is
+ * not locked, from whatever state it is in, with its data, logs and deduplication key. KEYS: job,
+ * repeat; ARGV: id, remove children "1"|"0", the queue's key prefix (`<prefix>:<queue>:`).
+ * Returns 1 (removed — also when there was no such job, which it leaves untouched), 0 (the job or
+ * one of its children holds a lock: it is active) or -8 (the job belongs to a job scheduler).
+ */
+export const removeJobScript = defineScript(removeJob);
+
+/**
  * Not BullMQ's: the edge's own one-line read of a job hash. It is a script so that it runs where
  * scripts run — on the primary — and `GET /v1/jobs` never misses a job the edge just created
  * because a replica served the read (Upstash; a separate Worker request cannot carry Upstash's
@@ -92,5 +102,6 @@ export const EDGE_SCRIPTS: readonly LuaScript[] = [
   addPrioritizedJobScript,
   getStateScript,
   reprocessJobScript,
+  removeJobScript,
   readJobScript,
 ];

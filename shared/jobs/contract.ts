@@ -74,10 +74,14 @@ export interface JobContract<Schema extends z.ZodType = z.ZodType, Queue extends
   readonly edge?: EdgeExposure;
 }
 
-export function defineJob<Schema extends z.ZodType, const Queue extends string>(
-  contract: JobContract<Schema, Queue>,
-): JobContract<Schema, Queue> {
-  return contract;
+/**
+ * Declares a contract. The result keeps the literal queue name and whether `edge` is set, so the
+ * registry can derive both the queue-name type and the exposed queues from it.
+ */
+export function defineJob<Schema extends z.ZodType, const Queue extends string, const Edge extends EdgeExposure | undefined = undefined>(
+  contract: JobContract<Schema, Queue> & { readonly edge?: Edge },
+): JobContract<Schema, Queue> & { readonly edge: Edge } {
+  return contract as JobContract<Schema, Queue> & { readonly edge: Edge };
 }
 
 /** The options a contract adds to every job from its payload (today: deduplication). */
