@@ -269,9 +269,12 @@ export function createProducer(transport: RedisTransport, options: ProducerOptio
     const key = (type: string) => queueKey(prefix, queue, type);
     const stateKeys = ["completed", "failed", "delayed", "active", "wait", "paused", "waiting-children", "prioritized"].map(key);
     // Redis runs a pipeline's commands back to back, so the state read is the job's state at the
-    // removal. For a job that does not exist removeJob writes nothing (and still answers 1).
+    // removal. The read goes as EVAL with its body (963 bytes), never EVALSHA: on a Redis without
+    // the cached script an EVALSHA read would come back NOSCRIPT *after* removeJob had run, and a
+    // re-read would find nothing. For a job that does not exist removeJob writes nothing (and
+    // still answers 1). Should removeJob itself be uncached, it is re-sent in a second round trip.
     const [state, code] = await runPipeline(transport, [
-      { script: getStateScript, keys: stateKeys, args: [id] },
+      ["EVAL", getStateScript.content, String(stateKeys.length), ...stateKeys, id],
       // RedisQueueBackend.removeArgs: KEYS job, repeat; ARGV id, removeChildren (Queue.remove's default), prefix.
       { script: removeJobScript, keys: [key(id), key("repeat")], args: [id, "1", key("")] },
     ]);
