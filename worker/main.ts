@@ -101,7 +101,12 @@ async function shutdown(signal: NodeJS.Signals): Promise<void> {
   await health?.close();
   await api?.close();
   await database?.close();
-  log("info", `${name} stopped`, { drained, ms: Math.round(performance.now() - started) });
+  // drained: every running job finished; answered: every HTTP request in flight got its answer.
+  log("info", `${name} stopped`, {
+    ...(fleet ? { drained } : {}),
+    ...(api ? { answered } : {}),
+    ms: Math.round(performance.now() - started),
+  });
   process.exit(0);
 }
 process.on("SIGTERM", (s) => void shutdown(s));
