@@ -83,7 +83,7 @@ function checkContents(listing: string): void {
     "contents",
     problems.length === 0,
     problems.length === 0
-      ? `${files.length} files under /app (shared, drizzle, edge, worker), ${packages.length} production packages; no tests, tools/ or devDependencies; nothing left from the build's CA mount`
+      ? `${files.length} files in /app/{${[...new Set(files.map((f) => f.split("/")[2] ?? ""))].filter((t) => !t.includes(".")).sort().join(",")}}, ${packages.length} production packages; no tests, tools/ or devDependencies; nothing left from the build's CA mount`
       : problems.join("; "),
   );
 }
@@ -122,7 +122,7 @@ async function main(): Promise<void> {
   const build = await buildImage(IMAGE, buildLog, BUILD_TIMEOUT_MS);
   record("build", true, `${seconds(build.ms)}, ${build.cachedSteps} of ${build.steps} steps from the layer cache`);
 
-  const listing = await podman(["run", "--rm", ...RUN_FLAGS, "--user", "root", IMAGE, "node", "-e", LIST_CONTENTS]);
+  const listing = await podman(["run", "--rm", ...RUN_FLAGS, "--no-healthcheck", "--user", "root", IMAGE, "node", "-e", LIST_CONTENTS]);
   if (listing.code !== 0) record("contents", false, `listing failed: ${tail(listing.stderr, 5)}`);
   else checkContents(listing.stdout);
 
@@ -138,7 +138,7 @@ async function main(): Promise<void> {
     // Secrets reach podman through its environment (`-e NAME` copies it), never its command line.
     const env = { ...process.env, REDIS_URL: redis.url, DATABASE_URL: postgres.url };
 
-    const migrate = await podman(["run", "--rm", ...RUN_FLAGS, "-e", "DATABASE_URL", IMAGE, "node", "worker/migrate.ts"], 120_000, env);
+    const migrate = await podman(["run", "--rm", ...RUN_FLAGS, "--no-healthcheck", "-e", "DATABASE_URL", IMAGE, "node", "worker/migrate.ts"], 120_000, env);
     const journal = JSON.parse(readFileSync(join(ROOT, "drizzle/meta/_journal.json"), "utf8")) as { entries: unknown[] };
     const db = new pg.Client({ connectionString: postgres.url });
     await db.connect();
@@ -175,8 +175,13 @@ async function main(): Promise<void> {
         await new Promise((r) => setTimeout(r, 50));
       }
       const readyMs = performance.now() - startedAt;
+      const readyAt = Date.now();
+      // From the container's own start too, which leaves out podman's set-up (about half a second here).
+      const containerStart = await podman(["inspect", "--format", "{{.State.StartedAt.UnixMilli}}", container], 30_000);
+      const sinceStart = Number(containerStart.stdout.trim());
+      const fromStart = Number.isFinite(sinceStart) && sinceStart > 0 ? `, ${seconds(readyAt - sinceStart)} after the container started` : "";
       if (!record("readiness", status === 200, status === 200
-        ? `/readyz 200 ${seconds(readyMs)} after podman run`
+        ? `/readyz 200 ${seconds(readyMs)} after podman run${fromStart}`
         : `/readyz ${status ?? "no answer"} after ${seconds(readyMs)}`)) {
         const logs = await podman(["logs", container], 30_000);
         throw new Error(`the worker did not become ready; its log:\n${tail(logs.stdout + logs.stderr, 20)}`);
@@ -188,6 +193,7 @@ async function main(): Promise<void> {
       const eventId = `image-check-${process.pid}`;
       const enqueuedAt = performance.now();
       try {
+        // (A failed migration surfaces here as a missing table: recorded, and the run goes on.)
         await queue.add(
           auditContract.name,
           auditContract.schema.parse({ id: eventId, name: "image.checked", type: "integration", occurredAt: new Date().toISOString(), payload: { pid: process.pid } }),
@@ -201,6 +207,8 @@ async function main(): Promise<void> {
         record("job", found, found
           ? `an audit job added on the host became an audit_logs row in ${seconds(performance.now() - enqueuedAt)}`
           : `no audit_logs row for ${eventId} after ${seconds(JOB_DEADLINE_MS)}`);
+      } catch (err) {
+        record("job", false, err instanceof Error ? err.message : String(err));
       } finally {
         await queue.close();
         connection.disconnect();
