@@ -1,7 +1,8 @@
 /**
  * Guards DESIGN §2 decision 1: the edge bundles without the bullmq runtime, ioredis or any
- * `node:*` module, so it needs no Node compat (wrangler.toml has none) and stays small. workerd
- * tests alone cannot show this, since recent compatibility dates turn Node compat on by default.
+ * `node:*` module, so it relies on no Node compat and stays small. workerd tests alone cannot show
+ * this: wrangler.toml's compatibility date turns Node compat on by default. The size of the bundle
+ * wrangler actually deploys is budgeted in tools/ci/edge-bundle.ts (checked by tools/ci/edge-deploy.test.ts).
  *
  * esbuild is the bundler wrangler itself uses; the conditions match what wrangler resolves for
  * Workers (the stripe package then resolves to its fetch + WebCrypto build).
