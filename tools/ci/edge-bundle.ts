@@ -17,12 +17,12 @@ export const DEPLOY_ENVIRONMENTS = ["staging", "production"] as const;
 export type DeployEnvironment = (typeof DEPLOY_ENVIRONMENTS)[number];
 
 /**
- * Measured 2026-12-01 (wrangler 4.164.0, minified): 897 107 B raw, 176 136 B gzip — mostly the
- * Stripe SDK and BullMQ's Lua sources. The budget is that plus about 10 %. Raise it on purpose, with
+ * Measured 2026-12-01 (wrangler 4.164.0, minified, at commit 16283cb): 912 816 B raw,
+ * 179 434 B gzip — mostly the Stripe SDK and BullMQ's Lua sources. The budget is that plus about 10 %. Raise it on purpose, with
  * the reason in the commit (a new dependency worth its weight), never just to turn CI green.
  * For scale, Cloudflare's own limit is 3 MB (Free) / 10 MB (Paid) after compression.
  */
-export const BUNDLE_BUDGET = { rawBytes: 987_000, gzipBytes: 194_000 } as const;
+export const BUNDLE_BUDGET = { rawBytes: 1_004_000, gzipBytes: 197_500 } as const;
 
 export interface BundleSize {
   /** Module files wrangler would upload (source maps and its README excluded). */
