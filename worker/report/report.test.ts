@@ -116,6 +116,12 @@ describe("report queue", () => {
   });
 });
 
+describe("fleet registration", () => {
+  it("refuses to start a fleet that drains report without a report handler", async () => {
+    await expect(startTestFleet({ handlers: {}, scripts: [], log: () => {} }, { queues: ["report"] })).rejects.toThrow(/no handler for queue\(s\) report/);
+  });
+});
+
 describe("monthRange", () => {
   it("spans a calendar month in UTC, December into the next year", () => {
     expect(monthRange("2024-02")).toEqual({ start: new Date("2024-02-01T00:00:00Z"), end: new Date("2024-03-01T00:00:00Z") });
