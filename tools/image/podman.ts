@@ -162,8 +162,9 @@ export interface BuildResult {
 /**
  * `buildah bud` of Dockerfile.worker as it is. npm inside the build trusts the host's CA bundle
  * through a read-only mount over /usr/local/etc, npm's global config folder under the base's
- * /usr/local prefix: an `npmrc` there sets `cafile` for the RUN steps, and since the folder
- * exists (empty) in the base, the mount leaves nothing behind in any layer.
+ * /usr/local prefix: a private folder holding a copy of the bundle and an `npmrc` whose `cafile`
+ * points at it. It is mounted for the RUN steps only, and since /usr/local/etc exists (empty) in
+ * the base, no mount point is left behind in any layer (image:check's contents check looks).
  */
 export async function buildImage(tag: string, logFile: string, timeoutMs: number): Promise<BuildResult> {
   const config = mkdtempSync(join(tmpdir(), "edgefleet-build-"));
