@@ -2,12 +2,14 @@
 // process) and =api (API only), driven over HTTP like a client, observed in Redis and Postgres.
 import { createServer, type AddressInfo, type Socket } from "node:net";
 import { Queue } from "bullmq";
-import { inArray } from "drizzle-orm";
+import { eq, inArray } from "drizzle-orm";
 import { afterAll, afterEach, beforeAll, describe, expect, inject, it } from "vitest";
 import { sha256Hex } from "../../edge/auth.ts";
 import { auditLogs } from "../../shared/db/audit-logs.ts";
+import { emailMessages } from "../../shared/db/email-messages.ts";
 import type { Database } from "../../worker/db.ts";
 import { redisOptions } from "../../worker/fleet.ts";
+import { startFakeResend } from "../testing/fake-resend.ts";
 import { deleteKeys, testDb, uniqueId } from "../testing/fixtures.ts";
 import { runMain, type MainProcess } from "../testing/main-process.ts";
 import { eventually } from "./stack.ts";
@@ -87,6 +89,48 @@ describe("EDGEFLEET_ROLE=all (API and fleet in one process)", () => {
     expect(main.lines.find((l) => l.msg === "worker stopped")).toMatchObject({ drained: true, answered: true });
     const after = await fetch(`${base}/healthz`, { signal: AbortSignal.timeout(10_000) }).then(() => "answered", () => "refused");
     expect(after).toBe("refused");
+  }, 120_000);
+});
+
+describe("EDGEFLEET_ROLE=all: SIGTERM", () => {
+  it("closes the HTTP port first, while a running job still finishes, then exits 0", async () => {
+    const resend = await startFakeResend();
+    cleanups.push(() => resend.close());
+    const { main } = await start({
+      EDGEFLEET_ROLE: "all",
+      REDIS_URL: inject("redisUrl"),
+      DATABASE_URL: inject("databaseUrl"),
+      WORKER_QUEUES: "email",
+      RESEND_API_KEY: "re_test",
+      RESEND_BASE_URL: resend.url,
+      EMAIL_RATE_PER_SECOND: "50",
+      WORKER_DRAIN_DELAY_SECONDS: "1",
+      SHUTDOWN_TIMEOUT_MS: "60000",
+    });
+    const base = await baseUrl(main, "worker ready");
+    // Resend holds its answer: the job is running when SIGTERM arrives.
+    resend.respond({ status: 200, body: { id: "re_slow" }, delayMs: 3_000 });
+    const key = uniqueId("mail");
+    const res = await fetch(`${base}/v1/emails`, {
+      method: "POST",
+      headers: { authorization: `Bearer ${API_KEY}`, "content-type": "application/json", "idempotency-key": key },
+      body: JSON.stringify({ to: "a@example.com", subject: "s", text: "t" }),
+      signal: AbortSignal.timeout(30_000),
+    });
+    expect(res.status).toBe(202);
+    await resend.waitForRequests(1, 30_000);
+
+    main.child.kill("SIGTERM");
+    await main.waitForLine("worker stopping");
+    const probe = await fetch(`${base}/healthz`, { signal: AbortSignal.timeout(10_000) }).then(() => "answered", () => "refused");
+    expect(probe).toBe("refused");
+    // The port closed while the fleet was still draining, not after.
+    expect(main.lines.some((l) => l.msg === "worker stopped")).toBe(false);
+
+    expect(await main.exitedWithin(60_000)).toBe(0);
+    expect(main.lines.find((l) => l.msg === "worker stopped")).toMatchObject({ drained: true });
+    const [row] = await database.db.select().from(emailMessages).where(eq(emailMessages.jobId, key));
+    expect(row).toMatchObject({ status: "sent", providerId: "re_slow" });
   }, 120_000);
 });
 
