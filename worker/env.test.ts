@@ -21,8 +21,8 @@ describe("parseEnv", () => {
       queuePrefix: "bull",
       databaseUrl: "postgres://u:p@127.0.0.1:5433/app",
       databaseDriver: undefined,
-      queues: ["audit", "email", "stripe-webhook"],
-      concurrency: { audit: 10, email: 10, "stripe-webhook": 10 },
+      queues: ["audit", "email", "stripe-webhook", "report"],
+      concurrency: { audit: 10, email: 10, "stripe-webhook": 10, report: 10 },
       drainDelaySeconds: 15,
       stalledIntervalMs: 60_000,
       lockDurationMs: 30_000,
@@ -51,7 +51,7 @@ describe("parseEnv", () => {
       WORKER_CONCURRENCY_STRIPE_WEBHOOK: "1",
     });
     expect(config.queues).toEqual(["email", "stripe-webhook"]);
-    expect(config.concurrency).toEqual({ audit: 4, email: 4, "stripe-webhook": 1 });
+    expect(config.concurrency).toEqual({ audit: 4, email: 4, "stripe-webhook": 1, report: 4 });
   });
 
   describe("email: sending or capture is an explicit choice", () => {
