@@ -160,6 +160,22 @@ describe("EDGEFLEET_ROLE=api (the API alone)", () => {
     expect(main.lines.some((l) => l.msg === "api stopped")).toBe(true);
   }, 90_000);
 
+  it("reaches Redis over Upstash REST when configured that way, as the edge does", async () => {
+    const { main, audit } = await start({
+      EDGEFLEET_ROLE: "api",
+      UPSTASH_REDIS_REST_URL: inject("upstashUrl"),
+      UPSTASH_REDIS_REST_TOKEN: inject("upstashToken"),
+    });
+    const base = await baseUrl(main, "api ready");
+    expect(main.lines.find((l) => l.msg === "api ready")).toMatchObject({ redis: "upstash" });
+    expect(await getJson(`${base}/readyz`)).toMatchObject({ status: 200, body: { checks: { redis: "ok" } } });
+    const id = uniqueId("evt");
+    expect((await post(base, "/v1/events", { id, name: "rest", type: "domain", payload: {} })).status).toBe(202);
+    expect((await audit.getJob(id))?.data).toMatchObject({ id, name: "rest" });
+    main.child.kill("SIGTERM");
+    expect(await main.exitedWithin(30_000)).toBe(0);
+  }, 90_000);
+
   it("without the CA file refuses the server's certificate: not ready, and 503 with nothing enqueued", async () => {
     // The child gets no NODE_EXTRA_CA_CERTS (runMain passes PATH only): REDIS_CA_CERT is the only trust.
     const { main, audit } = await start({ EDGEFLEET_ROLE: "api", REDIS_URL: inject("redisTlsUrl") });

@@ -6,10 +6,9 @@
  * - `/readyz`: 200 only when every check passes, else 503 naming the failing ones (readiness).
  * The app's own `/health` and `/v1/health` answer as they do on the edge.
  */
+import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
-import type { Server } from "node:http";
 import { getRequestListener } from "@hono/node-server";
-import { createServer } from "node:http";
 import { createApp, type AppDeps } from "../../edge/app.ts";
 import { createProducer } from "../../edge/queue/producer.ts";
 import { createUpstashTransport } from "../../edge/queue/upstash-transport.ts";
