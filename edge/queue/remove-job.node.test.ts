@@ -11,6 +11,8 @@ import { bareContract, deleteKeys, T } from "./conformance-cases.test-helper.ts"
 import { createNodeTransport, type NodeTransport } from "./node-transport.test-helper.ts";
 import { createProducer } from "./producer.ts";
 import { snapshotRedis, toBytes, uniquePrefix } from "./redis-state.test-helper.ts";
+import { startUpstashStandIn } from "./upstash-stand-in.test-helper.ts";
+import { createUpstashTransport } from "./upstash-transport.ts";
 
 let server: LocalRedis;
 let redisUrl: string;
@@ -162,6 +164,23 @@ describe("removing a job: edge vs bullmq Queue.remove", () => {
     // removeJob came back NOSCRIPT and went again with its body; the state read never needed to.
     expect(t.sent.map((round) => round.map((c) => c[0]))).toEqual([["EVAL", "EVALSHA"], ["EVAL"]]);
     expect(await client.exists(`${prefix}:audit:j`)).toBe(0);
+  });
+
+  it("removes over Upstash REST too, also right after a script flush", async () => {
+    const rest = await startUpstashStandIn({ redisUrl, token: "t0ken-for-remove" });
+    cleanup.push(() => rest.stop());
+    const prefix = uniquePrefix("ru");
+    cleanup.push(() => deleteKeys(client, prefix));
+    const upstash = createUpstashTransport(rest.url, rest.token, { timeoutMs: 2000 });
+    cleanup.push(() => upstash.close());
+    const producer = createProducer(upstash, { prefix });
+    await producer.add({ contract: bareContract, data: {}, opts: { jobId: "u1", priority: 2 } });
+    await producer.add({ contract: bareContract, data: {}, opts: { jobId: "u2" } });
+    expect(await producer.remove("audit", "u1")).toEqual({ removed: true, state: "prioritized" });
+    expect(await client.script("FLUSH")).toBe("OK");
+    expect(await producer.remove("audit", "u2")).toEqual({ removed: true, state: "waiting" });
+    expect(await producer.remove("audit", "u2")).toEqual({ removed: false, reason: "not_found" });
+    expect(await client.exists(`${prefix}:audit:u1`, `${prefix}:audit:u2`)).toBe(0);
   });
 
   it("reports an unknown job as not found and writes nothing", async () => {
