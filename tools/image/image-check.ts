@@ -17,15 +17,10 @@ const BUILD_TIMEOUT_MS = 15 * 60_000;
 const READY_DEADLINE_MS = 90_000;
 const JOB_DEADLINE_MS = 30_000;
 
-/** Railway SIGKILLs `drainingSeconds` after SIGTERM; railway.toml's value, else the fleet's 30 s. */
-function drainWindowSeconds(): number {
-  try {
-    const match = /^\s*drainingSeconds\s*=\s*(\d+)/m.exec(readFileSync(join(ROOT, "railway.toml"), "utf8"));
-    if (match?.[1]) return Number(match[1]);
-  } catch {
-    // no railway.toml: the default below
-  }
-  return 30;
+/** Railway SIGKILLs `drainingSeconds` after SIGTERM: the value `.railway/railway.ts` declares. */
+async function drainWindowSeconds(): Promise<number> {
+  const { DRAINING_SECONDS } = await import("../../.railway/railway.ts");
+  return DRAINING_SECONDS;
 }
 
 interface Check {
@@ -233,7 +228,7 @@ async function main(): Promise<void> {
       ? "the image's HEALTHCHECK (node -e fetch /readyz) reports healthy"
       : `podman healthcheck run: exit ${health.code} ${(health.stdout + health.stderr).trim()}`);
 
-    const window = drainWindowSeconds();
+    const window = await drainWindowSeconds();
     const stop = await podman(["stop", "--time", String(window), container], (window + 30) * 1000);
     const exit = await podman(["inspect", "--format", "{{.State.ExitCode}}", container], 30_000);
     const logs = await podman(["logs", container], 30_000);
