@@ -81,7 +81,20 @@ export interface JobContract<Schema extends z.ZodType = z.ZodType, Queue extends
 export function defineJob<Schema extends z.ZodType, const Queue extends string, const Edge extends EdgeExposure | undefined = undefined>(
   contract: JobContract<Schema, Queue> & { readonly edge?: Edge },
 ): JobContract<Schema, Queue> & { readonly edge: Edge } {
+  const problem = queueNameProblem(contract.queue);
+  if (problem) throw new Error(`job contract "${contract.name}": queue name "${contract.queue}" ${problem}`);
   return contract as JobContract<Schema, Queue> & { readonly edge: Edge };
+}
+
+/**
+ * Queue names become key segments (`<prefix>:<queue>:…`) and URL segments (`/v1/jobs/<queue>`):
+ * lower-case letters, digits and `-`, no `:`. `edgefleet` is taken by the fleet's own marker hash
+ * `<prefix>:edgefleet:fleet` (worker/fleet.ts), which a queue of that name would share keys with.
+ */
+export function queueNameProblem(queue: string): string | undefined {
+  if (!/^[a-z0-9][a-z0-9-]{0,63}$/.test(queue)) return "must be 1–64 of a-z 0-9 - (starting with a letter or digit)";
+  if (queue === "edgefleet") return "is reserved for the fleet's own keys";
+  return undefined;
 }
 
 /** The options a contract adds to every job from its payload (today: deduplication). */
