@@ -14,6 +14,9 @@ export const auditLogs = pgTable(
     workspaceId: text("workspace_id"),
     userId: text("user_id"),
     payload: jsonb("payload").$type<Record<string, unknown>>().notNull(),
+    /** Who sent the event, as authenticated by the edge (shared/jobs/audit.ts `Actor`); null before it was recorded. */
+    actorType: text("actor_type", { enum: ["api_key", "user"] }),
+    actorId: text("actor_id"),
     ...createdAt,
   },
   (t) => [index("audit_logs_account_occurred_idx").on(t.accountId, t.occurredAt)],

@@ -17,10 +17,25 @@ export const AuditEvent = z.strictObject({
 });
 export type AuditEvent = z.infer<typeof AuditEvent>;
 
-/** The job payload: the event with its id and time fixed by the edge. */
+/**
+ * Who sent an event, as authenticated by the edge: a service API key (id = the first 12 hex digits
+ * of its SHA-256 digest, never the key) or an end user (id = the token's `sub`). Server-owned: the
+ * request schema above has no such field, so a body carrying `actor` is refused.
+ */
+export const Actor = z.strictObject({
+  type: z.enum(["api_key", "user"]),
+  id: z.string().min(1).max(255),
+});
+export type Actor = z.infer<typeof Actor>;
+
+/**
+ * The job payload: the event with its id and time fixed by the edge, and who sent it. `actor` is
+ * optional so jobs queued before it existed (or added by other producers) still run.
+ */
 export const AuditJob = AuditEvent.extend({
   id: z.string().regex(JOB_ID_PATTERN),
   occurredAt: z.iso.datetime({ offset: true }),
+  actor: Actor.optional(),
 });
 export type AuditJob = z.infer<typeof AuditJob>;
 

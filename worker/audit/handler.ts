@@ -47,5 +47,7 @@ function toRow(event: AuditJob): AuditRow {
     workspaceId: event.workspaceId ?? null,
     userId: event.userId ?? null,
     payload: event.payload,
+    actorType: event.actor?.type ?? null,
+    actorId: event.actor?.id ?? null,
   };
 }
