@@ -129,3 +129,17 @@ export class RespDecoder {
     }
   }
 }
+
+/**
+ * What a new connection sends before anything else, from a `redis[s]://[user:password@]host[:port][/db]`
+ * URL: AUTH (with the ACL user when one is given) and SELECT for a database other than 0.
+ */
+export function handshakeCommands(url: URL): RedisCommand[] {
+  const commands: RedisCommand[] = [];
+  const password = decodeURIComponent(url.password);
+  const user = decodeURIComponent(url.username);
+  if (password) commands.push(user ? ["AUTH", user, password] : ["AUTH", password]);
+  const db = url.pathname.replace(/^\//, "");
+  if (db && db !== "0") commands.push(["SELECT", db]);
+  return commands;
+}

@@ -9,7 +9,7 @@
  * pipeline, so an enqueue costs the TCP(+TLS) handshake plus one round trip.
  */
 import { connect } from "cloudflare:sockets";
-import { encodeCommands, RespDecoder, RespError, type RedisCommand, type Reply } from "./resp.ts";
+import { encodeCommands, handshakeCommands, RespDecoder, RespError, type RedisCommand, type Reply } from "./resp.ts";
 import { TransportError, type RedisTransport } from "./transport.ts";
 
 export interface SocketTransportOptions {
@@ -45,16 +45,6 @@ export function createSocketTransport(redisUrl: string, options: SocketTransport
   // Pipelines are serialised: RESP replies are matched to commands purely by order.
   let tail: Promise<unknown> = Promise.resolve();
 
-  function handshakeCommands(): RedisCommand[] {
-    const commands: RedisCommand[] = [];
-    const password = decodeURIComponent(url.password);
-    const user = decodeURIComponent(url.username);
-    if (password) commands.push(user ? ["AUTH", user, password] : ["AUTH", password]);
-    const db = url.pathname.replace(/^\//, "");
-    if (db && db !== "0") commands.push(["SELECT", db]);
-    return commands;
-  }
-
   async function open(): Promise<Connection> {
     let socket: Socket | undefined;
     try {
@@ -73,7 +63,7 @@ export function createSocketTransport(redisUrl: string, options: SocketTransport
       writer: socket.writable.getWriter(),
       reader: socket.readable.getReader(),
       decoder: new RespDecoder(),
-      handshake: handshakeCommands(),
+      handshake: handshakeCommands(url),
     };
   }
 

@@ -17,7 +17,7 @@
 import { readFileSync } from "node:fs";
 import { isIP, connect as tcpConnect, type Socket } from "node:net";
 import { getCACertificates, connect as tlsConnect } from "node:tls";
-import { encodeCommands, RespDecoder, RespError, type RedisCommand, type Reply } from "../../edge/queue/resp.ts";
+import { encodeCommands, handshakeCommands, RespDecoder, RespError, type RedisCommand, type Reply } from "../../edge/queue/resp.ts";
 import { TransportError, type RedisTransport } from "../../edge/queue/transport.ts";
 
 export interface NodeRedisOptions {
@@ -78,16 +78,6 @@ export function createNodeRedis(redisUrl: string, options: NodeRedisOptions = {}
   let closed = false;
   let connectionsOpened = 0;
 
-  function handshake(): RedisCommand[] {
-    const commands: RedisCommand[] = [];
-    const password = decodeURIComponent(url.password);
-    const user = decodeURIComponent(url.username);
-    if (password) commands.push(user ? ["AUTH", user, password] : ["AUTH", password]);
-    const db = url.pathname.replace(/^\//, "");
-    if (db && db !== "0") commands.push(["SELECT", db]);
-    return commands;
-  }
-
   function open(): Connection {
     connectionsOpened++;
     const socket = tls
@@ -115,7 +105,7 @@ export function createNodeRedis(redisUrl: string, options: NodeRedisOptions = {}
       } finally {
         clearTimeout(timer);
       }
-      const commands = handshake();
+      const commands = handshakeCommands(url);
       if (commands.length === 0) return;
       // Nothing else is written until the handshake is answered, so a refused AUTH means no
       // request's commands reached Redis.

@@ -1,9 +1,6 @@
 // The email settings through the real entry point (`node worker/main.ts` as child processes): the
 // explicit capture choice, and EMAIL_RATE_PER_SECOND holding across two worker processes that drain
 // the same queue (BullMQ's limiter lives in Redis, not in a process).
-import { spawn, type ChildProcess } from "node:child_process";
-import { join } from "node:path";
-import { createInterface } from "node:readline";
 import { Queue } from "bullmq";
 import { inArray } from "drizzle-orm";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
@@ -13,8 +10,7 @@ import type { Database } from "../db.ts";
 import { redisOptions } from "../fleet.ts";
 import { startFakeResend, type FakeResend } from "../../tools/testing/fake-resend.ts";
 import { deleteKeys, settled, testDb, uniqueId } from "../../tools/testing/fixtures.ts";
-
-const MAIN = join(import.meta.dirname, "../main.ts");
+import { runMain, type MainProcess } from "../../tools/testing/main-process.ts";
 
 let database: Database;
 let resend: FakeResend;
@@ -27,48 +23,11 @@ afterAll(async () => {
   await database.close();
 });
 
-interface Main {
-  child: ChildProcess;
-  lines: Array<Record<string, unknown>>;
-  waitForLine(msg: string): Promise<Record<string, unknown>>;
-  exited: Promise<number | null>;
-}
-
-/** `node worker/main.ts` with exactly this environment (plus PATH); its JSON lines collected. */
-function runMain(env: Record<string, string>): Main {
-  const child = spawn(process.execPath, [MAIN], { env: { PATH: process.env.PATH ?? "", ...env }, stdio: ["ignore", "pipe", "pipe"] });
-  const lines: Array<Record<string, unknown>> = [];
-  for (const stream of [child.stdout, child.stderr]) {
-    createInterface({ input: stream! }).on("line", (line) => {
-      try {
-        lines.push(JSON.parse(line) as Record<string, unknown>);
-      } catch {
-        lines.push({ msg: line });
-      }
-    });
-  }
-  const exited = new Promise<number | null>((resolve) => child.once("exit", (code) => resolve(code)));
-  return {
-    child,
-    lines,
-    exited,
-    waitForLine: async (msg) => {
-      const deadline = Date.now() + 60_000;
-      for (;;) {
-        const found = lines.find((l) => l.msg === msg);
-        if (found) return found;
-        if (child.exitCode !== null || Date.now() > deadline) throw new Error(`no "${msg}" line; got ${JSON.stringify(lines)}`);
-        await new Promise((r) => setTimeout(r, 25));
-      }
-    },
-  };
-}
-
 function baseEnv(prefix: string): Record<string, string> {
   return { REDIS_URL: inject("redisUrl"), DATABASE_URL: inject("databaseUrl"), QUEUE_PREFIX: prefix, WORKER_QUEUES: "email", PORT: "0" };
 }
 
-async function stop(main: Main): Promise<void> {
+async function stop(main: MainProcess): Promise<void> {
   if (main.child.exitCode === null) main.child.kill("SIGTERM");
   await main.exited;
 }
