@@ -1,7 +1,8 @@
 import { Hono } from "hono";
 import { bodyLimit } from "hono/body-limit";
 import { requestId } from "hono/request-id";
-import { apiKeyAuth } from "./auth.ts";
+import { authenticate, authorize, type ApiKey } from "./auth.ts";
+import type { JwtVerifier } from "./auth/jwt.ts";
 import { ApiError, onError } from "./errors.ts";
 import { apiDocs } from "./openapi.ts";
 import { queueSession, type QueueSession, type QueueVariables } from "./queue-middleware.ts";
@@ -14,8 +15,13 @@ import { stripeWebhooks } from "./routes/stripe-webhooks.ts";
 export const MAX_BODY_BYTES = 1024 * 1024;
 
 export interface AppDeps {
-  /** SHA-256 hex digests of the valid API keys; the keys themselves never reach the edge. */
-  apiKeyHashes: readonly string[];
+  /**
+   * SHA-256 hex digests of the valid API keys (full access), or digests with their scopes; the keys
+   * themselves never reach the edge.
+   */
+  apiKeyHashes: readonly (string | ApiKey)[];
+  /** End-user JWTs (edge/auth/jwt.ts `createJwtVerifier`); absent = API keys only. */
+  jwt?: JwtVerifier | undefined;
   /** Opens a Redis session for one request (a Worker socket cannot outlive its request). */
   openQueue: () => QueueSession;
   /** Stripe webhook signing secrets; empty or absent = webhooks answer 503 (not configured). */
@@ -36,7 +42,8 @@ export function createApp(deps: AppDeps) {
   // Before the API-key guard: Stripe authenticates with its signature; the route has its own limit.
   app.route("/webhooks/stripe", stripeWebhooks(deps.stripeWebhookSecrets ?? []));
 
-  app.use("/v1/*", apiKeyAuth(deps.apiKeyHashes));
+  app.use("/v1/*", authenticate({ apiKeys: deps.apiKeyHashes, jwt: deps.jwt }));
+  app.use("/v1/*", authorize());
   app.use(
     "/v1/*",
     bodyLimit({

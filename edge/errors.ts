@@ -12,6 +12,8 @@ export const ERROR_STATUS = {
   invalid_idempotency_key: 400,
   invalid_signature: 400,
   unauthorized: 401,
+  /** Authenticated, but the credential lacks the route's scope (named in `scope`), or the account. */
+  forbidden: 403,
   not_found: 404,
   /** DELETE of a job a worker is running: it can no longer be cancelled. */
   job_active: 409,
@@ -21,6 +23,8 @@ export const ERROR_STATUS = {
   queue_unavailable: 503,
   /** A feature's secret is not deployed (e.g. STRIPE_WEBHOOK_SECRET); the sender should retry later. */
   webhooks_not_configured: 503,
+  /** End-user tokens cannot be checked: the JWKS URL does not answer; retry. */
+  auth_unavailable: 503,
   internal_error: 500,
 } as const satisfies Record<string, ContentfulStatusCode>;
 

@@ -2,6 +2,7 @@
 // Redis transport (cloudflare:sockets connections cannot be shared across requests). Which
 // transport is configuration alone: REDIS_URL → RESP over sockets, UPSTASH_REDIS_REST_* → REST.
 import { createApp } from "./app.ts";
+import { createJwtVerifier } from "./auth/jwt.ts";
 import { parseEdgeEnv, type EdgeEnv } from "./env.ts";
 import { createProducer } from "./queue/producer.ts";
 import { createSocketTransport } from "./queue/socket-transport.ts";
@@ -15,6 +16,8 @@ function appFor(bindings: Record<string, unknown>) {
     const env: EdgeEnv = parseEdgeEnv(bindings);
     const app = createApp({
       apiKeyHashes: env.API_KEY_HASHES,
+      // Built with the app, once per isolate, so jose's JWKS cache outlives each request.
+      jwt: env.jwt && createJwtVerifier(env.jwt),
       stripeWebhookSecrets: env.STRIPE_WEBHOOK_SECRET,
       openQueue: () => {
         const transport = openTransport(env);

@@ -2,6 +2,7 @@ import { Hono } from "hono";
 import { z } from "zod";
 import { AuditEvent, auditContract, type AuditJob } from "../../shared/jobs/audit.ts";
 import { jobIdProblem } from "../../shared/jobs/contract.ts";
+import { stampEvent } from "../auth.ts";
 import { idempotencyKey, parseWith, readJson } from "../body.ts";
 import { ApiError } from "../errors.ts";
 import type { QueueVariables } from "../queue-middleware.ts";
@@ -47,7 +48,8 @@ export const events = new Hono<{ Variables: QueueVariables }>().post("/", async 
       });
     }
     seen.set(id, i);
-    return { ...event, id, occurredAt: event.occurredAt ?? now };
+    // Server-owned: who sent it, and (for end users) the account their token names.
+    return stampEvent(c.var.caller, { ...event, id, occurredAt: event.occurredAt ?? now }, batch ? `events[${i}].accountId` : "accountId");
   });
   const added = await c.var.queue.add(
     jobs.map((data) => ({ contract: auditContract, data, opts: { jobId: data.id } })),

@@ -79,7 +79,7 @@ describe("edge deploy", () => {
       const { vars, required } = deployedConfig(env);
       expect(required.filter((name) => !EDGE_ENV_NAMES.includes(name)), "required secrets the edge never reads").toEqual([]);
       const parsed = parseEdgeEnv({ ...vars, ...pick(SAMPLE_SECRETS, required) });
-      expect(parsed.API_KEY_HASHES).toEqual([SAMPLE_SECRETS.API_KEY_HASHES]);
+      expect(parsed.API_KEY_HASHES).toEqual([{ digest: SAMPLE_SECRETS.API_KEY_HASHES }]);
     });
 
     it("requires only secrets the edge cannot start without", () => {

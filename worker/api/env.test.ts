@@ -28,7 +28,8 @@ describe("parseApiEnv", () => {
       REDIS_CA_CERT: "/etc/ca.pem",
     });
     expect(config).toEqual({
-      apiKeyHashes: [HASH, "b".repeat(64)],
+      apiKeyHashes: [{ digest: HASH }, { digest: "b".repeat(64) }],
+      jwt: undefined,
       stripeWebhookSecrets: [],
       queuePrefix: "acme",
       redis: { transport: "socket", url: "rediss://:pw@redis.example:6380" },

@@ -1,9 +1,11 @@
 import { z } from "zod";
+import type { ApiKey } from "../../edge/auth.ts";
+import type { JwtSettings } from "../../edge/auth/jwt.ts";
 import { EdgeEnv, type RedisTarget } from "../../edge/env.ts";
 
 /**
  * The API's configuration when it runs on Node (EDGEFLEET_ROLE=api or all). The edge's own schema
- * (edge/env.ts) decides Redis, API keys, Stripe secrets, queue prefix and timeouts, so a setting
+ * (edge/env.ts) decides Redis, API keys, end-user tokens, Stripe secrets, queue prefix and timeouts, so a setting
  * means the same on Workers and on Node; Node adds what a long-lived server needs.
  */
 const NodeOnly = z.object({
@@ -15,7 +17,8 @@ const NodeOnly = z.object({
 });
 
 export interface ApiConfig {
-  apiKeyHashes: string[];
+  apiKeyHashes: ApiKey[];
+  jwt: JwtSettings | undefined;
   stripeWebhookSecrets: string[];
   queuePrefix: string;
   redis: RedisTarget;
@@ -45,6 +48,7 @@ export function parseApiEnv(source: Record<string, string | undefined>): ApiConf
   }
   return {
     apiKeyHashes: edge.data.API_KEY_HASHES,
+    jwt: edge.data.jwt,
     stripeWebhookSecrets: edge.data.STRIPE_WEBHOOK_SECRET,
     queuePrefix: edge.data.QUEUE_PREFIX,
     redis: edge.data.redis,

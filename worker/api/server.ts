@@ -10,6 +10,7 @@ import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import { getRequestListener } from "@hono/node-server";
 import { createApp, type AppDeps } from "../../edge/app.ts";
+import { createJwtVerifier } from "../../edge/auth/jwt.ts";
 import { createProducer } from "../../edge/queue/producer.ts";
 import { createUpstashTransport } from "../../edge/queue/upstash-transport.ts";
 import { checkReadiness, type Check } from "../health.ts";
@@ -106,6 +107,11 @@ export function createNodeApi(config: ApiConfig) {
     ping = shared.ping;
     close = shared.close;
   }
-  const app = createApp({ apiKeyHashes: config.apiKeyHashes, stripeWebhookSecrets: config.stripeWebhookSecrets, openQueue });
+  const app = createApp({
+    apiKeyHashes: config.apiKeyHashes,
+    jwt: config.jwt && createJwtVerifier(config.jwt),
+    stripeWebhookSecrets: config.stripeWebhookSecrets,
+    openQueue,
+  });
   return { app, ping, close };
 }
