@@ -32,7 +32,7 @@ export default defineConfig({
           // serves it with worker/api/server.ts and the shared Node transport in this project.
           include: [
             "edge/app.test.ts", "edge/validation.test.ts", "edge/hostile-ids.test.ts", "edge/json-guard.test.ts",
-            "edge/health.test.ts", "edge/routes/*.test.ts",
+            "edge/health.test.ts", "edge/routes/*.test.ts", "edge/rate-limit.test.ts", "edge/protection.test.ts",
           ],
           provide: { edgeRuntime: "node" },
         },

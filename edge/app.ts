@@ -4,6 +4,8 @@ import { requestId } from "hono/request-id";
 import { authenticate, authorize, type ApiKey } from "./auth.ts";
 import type { JwtVerifier } from "./auth/jwt.ts";
 import { ApiError, onError } from "./errors.ts";
+import { apiSecureHeaders, corsAllowList, requireJson } from "./protection.ts";
+import { rateLimit, type RateLimitConfig } from "./rate-limit.ts";
 import { apiDocs } from "./openapi.ts";
 import { queueSession, type QueueSession, type QueueVariables } from "./queue-middleware.ts";
 import { emails } from "./routes/emails.ts";
@@ -26,11 +28,18 @@ export interface AppDeps {
   openQueue: () => QueueSession;
   /** Stripe webhook signing secrets; empty or absent = webhooks answer 503 (not configured). */
   stripeWebhookSecrets?: readonly string[];
+  /** Per caller and route (edge/rate-limit.ts); absent = no limits. */
+  rateLimits?: RateLimitConfig | undefined;
+  /** Browser origins allowed to call the API (`*` = any); absent or empty = no CORS headers. */
+  corsOrigins?: readonly string[] | undefined;
 }
 
 export function createApp(deps: AppDeps) {
   const app = new Hono<{ Variables: QueueVariables }>();
   app.use(requestId({ headerName: "X-Request-Id" }));
+  app.use(apiSecureHeaders());
+  // Before the credentials check: a browser's preflight carries no Authorization header.
+  if (deps.corsOrigins?.length) app.use(corsAllowList(deps.corsOrigins));
   app.use(queueSession(deps.openQueue));
 
   // Liveness only, and unauthenticated: it must not touch Redis, or anyone could multiply Redis
@@ -40,10 +49,13 @@ export function createApp(deps: AppDeps) {
   app.route("/", apiDocs);
 
   // Before the API-key guard: Stripe authenticates with its signature; the route has its own limit.
+  app.use("/webhooks/stripe", requireJson());
   app.route("/webhooks/stripe", stripeWebhooks(deps.stripeWebhookSecrets ?? []));
 
   app.use("/v1/*", authenticate({ apiKeys: deps.apiKeyHashes, jwt: deps.jwt }));
   app.use("/v1/*", authorize());
+  app.use("/v1/*", requireJson());
+  if (deps.rateLimits) app.use("/v1/*", rateLimit(deps.rateLimits));
   app.use(
     "/v1/*",
     bodyLimit({

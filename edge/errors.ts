@@ -20,6 +20,10 @@ export const ERROR_STATUS = {
   /** DELETE of a job that a BullMQ job scheduler owns (remove the scheduler instead). */
   job_scheduled: 409,
   payload_too_large: 413,
+  /** A body route got a Content-Type other than application/json. */
+  unsupported_media_type: 415,
+  /** The caller passed its rate limit for this route; `Retry-After` says when the window resets. */
+  rate_limited: 429,
   queue_unavailable: 503,
   /** A feature's secret is not deployed (e.g. STRIPE_WEBHOOK_SECRET); the sender should retry later. */
   webhooks_not_configured: 503,

@@ -2,6 +2,8 @@ import { createMiddleware } from "hono/factory";
 import type { AddResult, EnqueuedJob, EnqueueRequest, JobStatus, Producer, Readiness, RemoveResult } from "./queue/producer.ts";
 import { RedisReplyError, TransportError } from "./queue/transport.ts";
 import { ApiError } from "./errors.ts";
+import { isOver } from "./queue/limiter.ts";
+import { rateLimited, type RateLimitVariables } from "./rate-limit.ts";
 
 /** A producer bound to one Redis connection, which lives as long as one request. */
 export interface QueueSession {
@@ -23,7 +25,7 @@ export interface QueueApi {
   readiness(): Promise<Readiness>;
 }
 
-export type QueueVariables = { requestId: string; queue: QueueApi };
+export type QueueVariables = { requestId: string; queue: QueueApi } & RateLimitVariables;
 
 /** Seconds a client should wait before retrying when Redis is unavailable. */
 const RETRY_AFTER_SECONDS = "2";
@@ -36,10 +38,18 @@ export function queueSession(open: () => QueueSession) {
   return createMiddleware<{ Variables: QueueVariables }>(async (c, next) => {
     let session: QueueSession | undefined;
     const lazy = (): Producer => (session ??= open()).producer;
+    // Set by the rate-limit middleware, which runs later in the chain but before any route calls these.
+    const check = () => c.get("rateLimit");
     c.set("queue", {
-      add: async (jobs, options = {}) => settled(await lazy().addAll(jobs), options.retryKey),
-      getJob: (queue, id) => guard(() => lazy().getJob(queue, id)),
-      remove: (queue, id) => guard(() => lazy().remove(queue, id)),
+      add: async (jobs, options = {}) => {
+        const limit = check();
+        const results = await lazy().addAll(jobs, limit);
+        // Over the limit, the prelude refused every add: say 429, not the 503 a refused add means.
+        if (limit && isOver(limit) && results.every((r) => r.outcome === "not_accepted")) throw rateLimited(limit);
+        return settled(results, options.retryKey);
+      },
+      getJob: (queue, id) => limited(check(), () => lazy().getJob(queue, id, check())),
+      remove: (queue, id) => limited(check(), () => lazy().remove(queue, id, check())),
       ping: () => guard(() => lazy().ping()),
       readiness: () => guard(() => lazy().readiness()),
     });
@@ -87,6 +97,19 @@ function settled(results: readonly AddResult[], retryKey: string | undefined): E
     },
     cause: refused[0]?.error,
   });
+}
+
+/** The work's outcome, unless the limiter counted the request over its limit: then 429. */
+async function limited<T>(limit: RateLimitVariables["rateLimit"], work: () => Promise<T>): Promise<T> {
+  let result: T;
+  try {
+    result = await guard(work);
+  } catch (err) {
+    if (limit && isOver(limit)) throw rateLimited(limit);
+    throw err;
+  }
+  if (limit && isOver(limit)) throw rateLimited(limit);
+  return result;
 }
 
 /** Redis trouble becomes a retryable 503; whether the job may already be queued is said plainly. */

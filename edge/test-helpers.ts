@@ -4,7 +4,7 @@
 // project provides `edgeRuntime: "node"`, on Node (the self-host server over real HTTP, one shared
 // connection; see node-runtime.test-helper.ts).
 import { inject } from "vitest";
-import { createApp } from "./app.ts";
+import { createApp, type AppDeps } from "./app.ts";
 import { sha256Hex } from "./auth.ts";
 import { createProducer } from "./queue/producer.ts";
 import type { Reply } from "./queue/resp.ts";
@@ -31,6 +31,8 @@ export interface TestAppOptions {
    * about timeouts set their own.
    */
   socket?: SocketTransportOptions;
+  /** More app deps (rate limits, CORS origins, …) on top of the test keys and Stripe secrets. */
+  deps?: Partial<Omit<AppDeps, "openQueue">>;
 }
 
 export async function testApp(options: TestAppOptions = {}) {
@@ -39,6 +41,7 @@ export async function testApp(options: TestAppOptions = {}) {
   const deps = {
     apiKeyHashes: [await sha256Hex("another-key"), await sha256Hex(API_KEY)],
     ...(options.stripeWebhookSecrets ? { stripeWebhookSecrets: options.stripeWebhookSecrets } : {}),
+    ...options.deps,
   };
   let app: { request(path: string, init?: RequestInit): Promise<Response> };
   if (inject("edgeRuntime") === "node") {

@@ -16,8 +16,8 @@ const event = { name: "user.signed_up", type: "domain", payload: {} };
 const email = { to: "ada@example.com", subject: "Hi", text: "Hello" };
 
 const cases: Case[] = [
-  { title: "malformed JSON", path: "/v1/events", raw: "{\"name\":", status: 400, code: "invalid_json", field: "body" },
-  { title: "an empty body", path: "/v1/emails", raw: "", status: 400, code: "invalid_json", field: "body" },
+  { title: "malformed JSON", path: "/v1/events", raw: "{\"name\":", headers: { "content-type": "application/json" }, status: 400, code: "invalid_json", field: "body" },
+  { title: "an empty body", path: "/v1/emails", raw: "", headers: { "content-type": "application/json" }, status: 400, code: "invalid_json", field: "body" },
   { title: "a wrong type", path: "/v1/events", body: { ...event, type: "other" }, status: 400, code: "validation_failed", field: "type" },
   { title: "a missing field", path: "/v1/events", body: { type: "domain", payload: {} }, status: 400, code: "validation_failed", field: "name" },
   { title: "an unknown field", path: "/v1/events", body: { ...event, colour: "red" }, status: 400, code: "validation_failed", field: "colour" },

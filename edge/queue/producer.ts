@@ -5,6 +5,7 @@
 import { contractOptions, DEFAULT_QUEUE_PREFIX, RESERVED_JOB_IDS, type JobContract, type JobData, type JobOptions } from "../../shared/jobs/contract.ts";
 import { getStateScript, readJobScript, removeJobScript, reprocessJobScript } from "../../shared/jobs/bullmq-scripts.ts";
 import { buildAddJob, normalizeJobOptions, queueKey } from "./job-args.ts";
+import { guarded, limiterCommand, readCount, type LimitCheck } from "./limiter.ts";
 import { RespError, type Reply } from "./resp.ts";
 import { PipelineInterrupted, RedisReplyError, runPipeline, TransportError, type PipelineItem, type RedisTransport } from "./transport.ts";
 
@@ -92,14 +93,17 @@ export interface Producer {
   /**
    * Adds a batch and reports each job's outcome instead of rejecting on Redis trouble (invalid
    * options still throw, before anything is sent). A job id that names a failed job re-queues it.
+   * With `limit`, the rate-limit check rides in the same round trip (limiter.ts): over the limit,
+   * every add is refused before BullMQ's script writes anything, and `limit.count` says so.
    */
-  addAll(jobs: readonly EnqueueRequest[]): Promise<AddResult[]>;
-  getJob(queue: string, id: string): Promise<JobStatus | null>;
+  addAll(jobs: readonly EnqueueRequest[], limit?: LimitCheck): Promise<AddResult[]>;
+  /** With `limit`, the limiter is counted in the same round trip as the read. */
+  getJob(queue: string, id: string, limit?: LimitCheck): Promise<JobStatus | null>;
   /**
    * Removes a job unless it is running, with exactly what `Queue.remove(id)` sends (BullMQ's
    * removeJob), preceded in the same round trip by a read of its state.
    */
-  remove(queue: string, id: string): Promise<RemoveResult>;
+  remove(queue: string, id: string, limit?: LimitCheck): Promise<RemoveResult>;
   /** Resolves when Redis answers PONG; for health checks. */
   ping(): Promise<void>;
   /** PING plus, in the same round trip, what the worker fleet announced on this prefix. */
@@ -157,21 +161,21 @@ export function createProducer(transport: RedisTransport, options: ProducerOptio
    * The add of an existing id returns that id and changes nothing, so a non-nil score means the
    * job is there and failed; those are re-queued in a second round trip (see requeue).
    */
-  async function addAll(jobs: readonly EnqueueRequest[]): Promise<AddResult[]> {
+  async function addAll(jobs: readonly EnqueueRequest[], limit?: LimitCheck): Promise<AddResult[]> {
     if (jobs.length === 0) return [];
     // One timestamp per batch, like one Date.now() per Queue.add call in a tight loop.
     const timestamp = now();
-    const items: PipelineItem[] = [];
+    const items: PipelineItem[] = limit ? [limiterCommand(prefix, limit)] : [];
     const at = jobs.map(({ contract, data, opts }) => {
       // The contract's options come last: a caller cannot opt out of its deduplication.
       const effective = { ...opts, ...contractOptions(contract, data) };
-      const add = items.push(
-        buildAddJob({ prefix, queue: contract.queue, name: contract.name, data, defaults: contract.defaults, opts: effective, timestamp }),
-      ) - 1;
+      const call = buildAddJob({ prefix, queue: contract.queue, name: contract.name, data, defaults: contract.defaults, opts: effective, timestamp });
+      const add = items.push(limit ? guarded(prefix, call, limit) : call) - 1;
       const score = opts?.jobId ? items.push(["ZSCORE", queueKey(prefix, contract.queue, "failed"), opts.jobId]) - 1 : -1;
       return { add, score };
     });
     const { replies, failure } = await settle(() => runPipeline(transport, items));
+    if (limit) readCount(limit, replies[0]);
 
     const results = jobs.map(({ contract, opts }, i): AddResult => {
       const queue = contract.queue;
@@ -232,17 +236,21 @@ export function createProducer(transport: RedisTransport, options: ProducerOptio
     return Array.isArray(input) ? added : (added[0] as EnqueuedJob);
   }
 
-  async function getJob(queue: string, id: string): Promise<JobStatus | null> {
+  async function getJob(queue: string, id: string, limit?: LimitCheck): Promise<JobStatus | null> {
     // `<prefix>:<queue>:meta` is the queue's settings, not a job: no job can carry such an id.
     if (RESERVED_JOB_IDS.has(id) || id.includes(":")) return null;
     const key = (type: string) => queueKey(prefix, queue, type);
     const stateKeys = ["completed", "failed", "delayed", "active", "wait", "paused", "waiting-children", "prioritized"].map(key);
     // Hash and state in one round trip; the two reads are not atomic, which is fine for a status view.
     // Both are scripts, so on Upstash they run on the primary, never on a lagging replica.
-    const [hash, state] = await runPipeline(transport, [
+    // Reads write nothing, so the limiter only needs to be counted alongside them, not guard them.
+    const replies = await runPipeline(transport, [
+      ...(limit ? [limiterCommand(prefix, limit)] : []),
       { script: readJobScript, keys: [key(id)], args: [] },
       { script: getStateScript, keys: stateKeys, args: [id] },
     ]);
+    if (limit) readCount(limit, replies.shift());
+    const [hash, state] = replies;
     if (hash instanceof RespError) throw new RedisReplyError(hash, `read job ${queue}/${id}`);
     if (state instanceof RespError) throw new RedisReplyError(state, `read state of ${queue}/${id}`);
     if (!Array.isArray(hash) || hash.length === 0) return null;
@@ -264,7 +272,7 @@ export function createProducer(transport: RedisTransport, options: ProducerOptio
     };
   }
 
-  async function remove(queue: string, id: string): Promise<RemoveResult> {
+  async function remove(queue: string, id: string, limit?: LimitCheck): Promise<RemoveResult> {
     if (RESERVED_JOB_IDS.has(id) || id.includes(":")) return { removed: false, reason: "not_found" };
     const key = (type: string) => queueKey(prefix, queue, type);
     const stateKeys = ["completed", "failed", "delayed", "active", "wait", "paused", "waiting-children", "prioritized"].map(key);
@@ -273,11 +281,15 @@ export function createProducer(transport: RedisTransport, options: ProducerOptio
     // the cached script an EVALSHA read would come back NOSCRIPT *after* removeJob had run, and a
     // re-read would find nothing. For a job that does not exist removeJob writes nothing (and
     // still answers 1). Should removeJob itself be uncached, it is re-sent in a second round trip.
-    const [state, code] = await runPipeline(transport, [
+    // RedisQueueBackend.removeArgs: KEYS job, repeat; ARGV id, removeChildren (Queue.remove's default), prefix.
+    const removal = { script: removeJobScript, keys: [key(id), key("repeat")], args: [id, "1", key("")] };
+    const replies = await runPipeline(transport, [
+      ...(limit ? [limiterCommand(prefix, limit)] : []),
       ["EVAL", getStateScript.content, String(stateKeys.length), ...stateKeys, id],
-      // RedisQueueBackend.removeArgs: KEYS job, repeat; ARGV id, removeChildren (Queue.remove's default), prefix.
-      { script: removeJobScript, keys: [key(id), key("repeat")], args: [id, "1", key("")] },
+      limit ? guarded(prefix, removal, limit) : removal,
     ]);
+    if (limit) readCount(limit, replies.shift());
+    const [state, code] = replies;
     if (state instanceof RespError) throw new RedisReplyError(state, `read state of ${queue}/${id}`);
     if (code instanceof RespError) throw new RedisReplyError(code, `remove ${queue}/${id}`);
     const known = typeof state === "string" && STATES.has(state) ? (state as JobState) : "unknown";

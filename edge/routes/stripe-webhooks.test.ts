@@ -139,7 +139,7 @@ describe("POST /webhooks/stripe", () => {
   it("answers 503 with Retry-After, never 2xx, when Redis is unreachable", async () => {
     const t = await testApp({ redisUrl: "redis://:x@127.0.0.1:1", stripeWebhookSecrets: [SECRET] });
     const { body, signature } = await signedDelivery(sampleEvent("invoice.paid"), SECRET);
-    const res = await t.app.request("/webhooks/stripe", { method: "POST", headers: { "stripe-signature": signature }, body });
+    const res = await t.app.request("/webhooks/stripe", { method: "POST", headers: { "content-type": "application/json", "stripe-signature": signature }, body });
     await expectRejected(res, "queue_unavailable", 503);
     expect(res.headers.get("retry-after")).toBe("2");
   });
