@@ -3,6 +3,7 @@ import { DEFAULT_QUEUE_PREFIX, QUEUE_PREFIX_PATTERN } from "../shared/jobs/contr
 import type { ApiKey } from "./auth.ts";
 import type { JwtSettings } from "./auth/jwt.ts";
 import { scopeProblem } from "./auth/scopes.ts";
+import { RateLimitsEnv } from "./rate-limit.ts";
 
 const sha256Hex = /^[0-9a-f]{64}$/;
 const commaList = z.string().transform((value) => value.split(",").map((s) => s.trim()).filter(Boolean));
@@ -87,6 +88,12 @@ export const EdgeEnv = z.object({
     .optional()
     .transform((value) => (value ?? "").split(",").map((s) => s.trim()).filter(Boolean))
     .pipe(z.array(z.string().regex(/^whsec_\S+$/, "each entry must be a whsec_… signing secret"))),
+  /** Per caller and route (edge/rate-limit.ts): unset = the documented defaults, `off` = none. */
+  RATE_LIMITS: RateLimitsEnv,
+  /** Browser origins allowed by CORS, comma-separated (`*` = any); unset = no CORS headers. */
+  CORS_ORIGINS: commaList
+    .pipe(z.array(z.string().regex(/^(\*|https?:\/\/[\w.-]+(:\d{1,5})?)$/, "each entry must be an origin (scheme://host[:port]) or *")))
+    .optional(),
   // `when`: report a missing Redis together with every other problem, not only once the rest parsed.
 }).superRefine(checkRedisChoice, { when: () => true }).superRefine(checkJwt).transform(({ REDIS_URL, UPSTASH_REDIS_REST_URL, UPSTASH_REDIS_REST_TOKEN, ...rest }) => {
   const redis: RedisTarget = UPSTASH_REDIS_REST_URL && UPSTASH_REDIS_REST_TOKEN

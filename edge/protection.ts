@@ -20,7 +20,8 @@ export function corsAllowList(origins: readonly string[]) {
   const any = origins.includes("*");
   const allowed = new Set(origins);
   const handler = cors({
-    origin: (origin) => (any ? "*" : allowed.has(origin) ? origin : null),
+    // Only reached for an admitted origin (the gate below): echo it, or `*` for any.
+    origin: (origin) => (any ? "*" : origin),
     allowMethods: ["GET", "POST", "DELETE"],
     allowHeaders: ["Authorization", "Content-Type", "Idempotency-Key"],
     // Headers a browser script may read; the rest of the safelist is implicit.

@@ -19,6 +19,8 @@ function appFor(bindings: Record<string, unknown>) {
       // Built with the app, once per isolate, so jose's JWKS cache outlives each request.
       jwt: env.jwt && createJwtVerifier(env.jwt),
       stripeWebhookSecrets: env.STRIPE_WEBHOOK_SECRET,
+      rateLimits: env.RATE_LIMITS,
+      corsOrigins: env.CORS_ORIGINS,
       openQueue: () => {
         const transport = openTransport(env);
         return { producer: createProducer(transport, { prefix: env.QUEUE_PREFIX }), close: () => transport.close() };

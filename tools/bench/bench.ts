@@ -238,7 +238,7 @@ async function main(): Promise<string[]> {
     options.enqueue && edgeScript
       ? startEdge({
           script: edgeScript,
-          vars: { REDIS_URL: redisServer.url, API_KEY_HASHES: await sha256Hex(apiKey), QUEUE_PREFIX: edgePrefix },
+          vars: { REDIS_URL: redisServer.url, API_KEY_HASHES: await sha256Hex(apiKey), QUEUE_PREFIX: edgePrefix, RATE_LIMITS: "off" },
           log: log("edge"),
         }).then(track("edge"))
       : undefined,

@@ -20,6 +20,8 @@ export interface ApiConfig {
   apiKeyHashes: ApiKey[];
   jwt: JwtSettings | undefined;
   stripeWebhookSecrets: string[];
+  rateLimits: EdgeEnv["RATE_LIMITS"];
+  corsOrigins: string[] | undefined;
   queuePrefix: string;
   redis: RedisTarget;
   redisCaCertPath: string | undefined;
@@ -50,6 +52,8 @@ export function parseApiEnv(source: Record<string, string | undefined>): ApiConf
     apiKeyHashes: edge.data.API_KEY_HASHES,
     jwt: edge.data.jwt,
     stripeWebhookSecrets: edge.data.STRIPE_WEBHOOK_SECRET,
+    rateLimits: edge.data.RATE_LIMITS,
+    corsOrigins: edge.data.CORS_ORIGINS,
     queuePrefix: edge.data.QUEUE_PREFIX,
     redis: edge.data.redis,
     redisCaCertPath: node.data.REDIS_CA_CERT,

@@ -111,6 +111,8 @@ export function createNodeApi(config: ApiConfig) {
     apiKeyHashes: config.apiKeyHashes,
     jwt: config.jwt && createJwtVerifier(config.jwt),
     stripeWebhookSecrets: config.stripeWebhookSecrets,
+    rateLimits: config.rateLimits,
+    corsOrigins: config.corsOrigins,
     openQueue,
   });
   return { app, ping, close };
