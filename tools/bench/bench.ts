@@ -26,6 +26,7 @@ import { formatReport, type ReportInput } from "./report.ts";
 import { benchStripe, type StripeBenchSettings } from "./stripe.ts";
 import { childPids, machineInfo } from "./system.ts";
 import { benchFsync } from "./fsync.ts";
+import { benchProtection, protectionSection, verifyProtection, type ProtectionSettings, type VariantResult } from "./protection.ts";
 import { benchTransports } from "./transports.ts";
 import { verifyReport } from "./verify.ts";
 
@@ -45,8 +46,10 @@ const HELP = `npm run bench -- [flags]      (each flag also reads BENCH_<NAME>, 
   --idle-seconds N       idle command-count window                (120; quick 30)
   --fsync-jobs N         Queue.add per round, appendfsync always
                          vs everysec, 25 in flight                (5000; quick 1000)
+  --protection-requests N requests per round, rate limits off vs on (2000; quick 500)
   --quick                smaller defaults (about 2.5 minutes instead of about 8)
-  --skip-enqueue / --skip-latency / --skip-transports / --skip-drain / --skip-stripe / --skip-commands / --skip-fsync
+  --skip-enqueue / --skip-latency / --skip-transports / --skip-drain / --skip-stripe / --skip-commands / --skip-fsync /
+  --skip-protection
                          (--skip-enqueue skips the latency rounds too)
   --verbose              pass wrangler / redis / postgres output through
 Exits 1 when one of the run's own checks fails (tools/bench/verify.ts: jobs in Redis ≠ accepted
@@ -68,6 +71,8 @@ const Flags = z.object({
   "commands-jobs": count(100_000),
   "idle-seconds": count(3600),
   "fsync-jobs": count(1_000_000),
+  "protection-requests": count(1_000_000),
+  "skip-protection": z.boolean().default(false),
   "skip-enqueue": z.boolean().default(false),
   "skip-latency": z.boolean().default(false),
   "skip-transports": z.boolean().default(false),
@@ -79,7 +84,7 @@ const Flags = z.object({
   help: z.boolean().default(false),
 });
 
-const BOOLEAN_FLAGS = new Set(["quick", "skip-enqueue", "skip-latency", "skip-transports", "skip-drain", "skip-stripe", "skip-commands", "skip-fsync", "verbose", "help"]);
+const BOOLEAN_FLAGS = new Set(["quick", "skip-enqueue", "skip-latency", "skip-transports", "skip-drain", "skip-stripe", "skip-commands", "skip-fsync", "skip-protection", "verbose", "help"]);
 
 function parseFlags() {
   const { values } = parseArgs({
@@ -141,6 +146,16 @@ function parseFlags() {
       ? undefined
       : { jobs: f["commands-jobs"] ?? (q ? 50 : 300), idleWindowMs: (f["idle-seconds"] ?? (q ? 30 : 120)) * 1000 },
     fsync: f["skip-fsync"] ? undefined : { jobs: f["fsync-jobs"] ?? (q ? 1000 : 5000), concurrency, rounds: q ? 1 : 3 },
+    protection: f["skip-protection"]
+      ? undefined
+      : ({
+          concurrency,
+          requests: f["protection-requests"] ?? (q ? 500 : 2000),
+          rounds: q ? 2 : 4,
+          latencyRequests: q ? 200 : 800,
+          requestTimeoutMs: 10_000,
+          roundDeadlineMs: 120_000,
+        } satisfies ProtectionSettings),
   };
 }
 
@@ -224,7 +239,7 @@ async function main(): Promise<string[]> {
   const bundle = (entry: string | undefined, dir: string, wanted: unknown) =>
     wanted ? bundleWorker(entry, join(runDir, dir)) : Promise.resolve(undefined);
   const [edgeScript, emptyScript, openScript, pingScript] = await Promise.all([
-    bundle(undefined, "edge", options.enqueue ?? options.stripe),
+    bundle(undefined, "edge", options.enqueue ?? options.stripe ?? options.protection),
     bundle("tools/bench/empty-worker.ts", "empty", options.enqueue),
     bundle("tools/bench/socket-open-worker.ts", "socket-open", options.enqueue),
     bundle("tools/bench/socket-ping-worker.ts", "socket-ping", options.enqueue),
@@ -267,6 +282,14 @@ async function main(): Promise<string[]> {
     report.enqueue = { settings: options.enqueue, results };
     // The wrangler instances would only add noise to the later sections.
     await Promise.all([edge.stop(), empty.stop(), socketOpen.stop(), socketPing.stop()]);
+    await redis.flushdb();
+  }
+
+  let protection: VariantResult[] | undefined;
+  if (options.protection && edgeScript) {
+    const p = options.protection;
+    progress(`protection: rate limits off vs on, ${p.rounds} rounds × ${p.requests} requests each …`);
+    protection = await benchProtection({ redis, redisUrl: redisServer.url, apiKeyHashes: await sha256Hex(apiKey), apiKey, script: edgeScript, log, progress }, p);
     await redis.flushdb();
   }
 
@@ -323,7 +346,7 @@ async function main(): Promise<string[]> {
     report.fsync = { settings: f, results: await benchFsync(f, join(runDir, "fsync")) };
   }
 
-  const failures = verifyReport(report);
+  const failures = [...verifyReport(report), ...(protection ? verifyProtection(protection) : [])];
   console.log(
     formatReport({
       machine: { ...machine, redis: redisVersion, postgres: postgresVersion },
@@ -331,6 +354,7 @@ async function main(): Promise<string[]> {
       totalSeconds: (performance.now() - started) / 1000,
     }),
   );
+  if (protection && options.protection) console.log(protectionSection(options.protection, protection).join("\n"));
   if (failures.length > 0) console.log(["", "**Verification failed** — these figures are not valid:", ...failures.map((f) => `- ${f}`)].join("\n"));
   return failures;
 }
