@@ -41,6 +41,7 @@ describe("npm run bench", () => {
       "### Redis commands per job",
       "### Idle worker process",
       "### AOF fsync policy",
+      "### Protection: rate limits off vs on",
     ]) {
       expect(stdout).toContain(heading);
     }

@@ -46,7 +46,8 @@ const HELP = `npm run bench -- [flags]      (each flag also reads BENCH_<NAME>, 
   --idle-seconds N       idle command-count window                (120; quick 30)
   --fsync-jobs N         Queue.add per round, appendfsync always
                          vs everysec, 25 in flight                (5000; quick 1000)
-  --protection-requests N requests per round, rate limits off vs on (2000; quick 500)
+  --protection-requests N requests per round, rate limits off vs on
+                         (--requests, else 2000; quick 500; rounds from --rounds, else 4)
   --quick                smaller defaults (about 2.5 minutes instead of about 8)
   --skip-enqueue / --skip-latency / --skip-transports / --skip-drain / --skip-stripe / --skip-commands / --skip-fsync /
   --skip-protection
@@ -150,9 +151,9 @@ function parseFlags() {
       ? undefined
       : ({
           concurrency,
-          requests: f["protection-requests"] ?? (q ? 500 : 2000),
-          rounds: q ? 2 : 4,
-          latencyRequests: q ? 200 : 800,
+          requests: f["protection-requests"] ?? f.requests ?? (q ? 500 : 2000),
+          rounds: f.rounds ?? (q ? 2 : 4),
+          latencyRequests: f["latency-requests"] ?? (q ? 200 : 800),
           requestTimeoutMs: 10_000,
           roundDeadlineMs: 120_000,
         } satisfies ProtectionSettings),

@@ -52,13 +52,15 @@ const VARIANTS: Readonly<Record<Variant, string>> = { off: "off", on: "events=99
 export async function benchProtection(env: ProtectionEnv, s: ProtectionSettings): Promise<VariantResult[]> {
   const edges = new Map<Variant, EdgeProcess>();
   try {
-    for (const [variant, limits] of Object.entries(VARIANTS) as Array<[Variant, string]>) {
+    // allSettled: should one fail to start, the other is in `edges` by then and stopped below.
+    const started = await Promise.allSettled((Object.entries(VARIANTS) as Array<[Variant, string]>).map(async ([variant, limits]) => {
       edges.set(variant, await startEdge({
         script: env.script,
         vars: { REDIS_URL: env.redisUrl, API_KEY_HASHES: env.apiKeyHashes, QUEUE_PREFIX: `bench-protect-${variant}`, RATE_LIMITS: limits },
         log: env.log(`edge (rate limits ${variant})`),
       }));
-    }
+    }));
+    for (const r of started) if (r.status === "rejected") throw r.reason;
     const base = await baseline(env.redis);
     const results = new Map<Variant, VariantResult & { samples: number[]; commands: number; calls: Map<string, number>; measured: number }>();
     for (const variant of Object.keys(VARIANTS) as Variant[]) {
