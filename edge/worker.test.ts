@@ -105,6 +105,9 @@ describe("the Worker entry", () => {
     expect(log).toMatch(/REDIS_URL/);
     expect(log).not.toContain(secretLooking);
     expect(log).not.toContain("not-redis.example");
+    // The log line and the response carry the same request id.
+    expect(log).toContain(body.error.requestId);
+    expect(res.headers.get("x-request-id")).toBe(body.error.requestId);
   });
 
   it("answers 500 when no Redis transport is bound at all", async () => {

@@ -51,11 +51,13 @@ export default {
     try {
       app = appFor(bindings);
     } catch (err) {
-      // A misconfigured deployment: log every problem (names only, never values) and refuse.
-      console.error(String(err));
+      // A misconfigured deployment: log every problem (names only, never values) and refuse. The
+      // log line carries the request id the caller sees, like every other log line of the edge.
+      const requestId = crypto.randomUUID();
+      console.error(JSON.stringify({ level: "error", requestId, code: "internal_error", error: String(err) }));
       return Response.json(
-        { error: { code: "internal_error", message: "the edge is misconfigured", requestId: crypto.randomUUID() } },
-        { status: 500 },
+        { error: { code: "internal_error", message: "the edge is misconfigured", requestId } },
+        { status: 500, headers: { "X-Request-Id": requestId } },
       );
     }
     return app.fetch(request, bindings, ctx);
