@@ -9,6 +9,7 @@ import { createProducer } from "../../edge/queue/producer.ts";
 import { auditContract } from "../../shared/jobs/audit.ts";
 import type { JobContract, QueueName } from "../../shared/jobs/contract.ts";
 import { emailContract } from "../../shared/jobs/email.ts";
+import { reportContract } from "../../shared/jobs/report.ts";
 import { stripeWebhookContract } from "../../shared/jobs/stripe-webhook.ts";
 import { createDb } from "../../worker/db.ts";
 import { ROOT, startPostgres, startRedis } from "../dev/local-services.ts";
@@ -36,6 +37,9 @@ function payload(queue: QueueName, i: number): { contract: JobContract; data: un
   const id = `${queue.replace("-", "")}_${Date.now()}_${i}`;
   if (queue === "audit") return { contract: auditContract, id, data: { id, name: "bench", type: "domain", occurredAt: new Date().toISOString(), payload: {} } };
   if (queue === "email") return { contract: emailContract, id, data: { to: "a@example.com", subject: "bench", text: "hi" } };
+  // One account per job: the report contract deduplicates on account and month.
+  if (queue === "report") return { contract: reportContract, id, data: { accountId: `acct_${i}`, month: "2026-11" } };
+  if (queue !== "stripe-webhook") throw new Error(`no benchmark payload for queue ${queue}`);
   const evt = `evt_${id}`;
   return { contract: stripeWebhookContract, id: evt, data: { id: evt, type: "customer.created", created: 1_790_000_000, livemode: false, event: { id: evt, type: "customer.created", data: { object: { id: "cus_1", object: "customer" } } } } };
 }
