@@ -36,6 +36,7 @@ describe("migrate", () => {
         expect(tables.rows.map((r) => r.table_name)).toEqual([
           "audit_logs",
           "email_messages",
+          "reports",
           "stripe_customers",
           "stripe_invoices",
           "stripe_subscriptions",

@@ -10,12 +10,13 @@ import { auditContract } from "../../shared/jobs/audit.ts";
 import type { JobContract, QueueName } from "../../shared/jobs/contract.ts";
 import { emailContract } from "../../shared/jobs/email.ts";
 import { reportContract } from "../../shared/jobs/report.ts";
+import { QUEUE_NAMES } from "../../shared/jobs/registry.ts";
 import { stripeWebhookContract } from "../../shared/jobs/stripe-webhook.ts";
 import { createDb } from "../../worker/db.ts";
 import { ROOT, startPostgres, startRedis } from "../dev/local-services.ts";
 import { parseEnv } from "../../worker/env.ts";
 import { createHandlers, producerRedisOptions, startFleet } from "../../worker/fleet.ts";
-import { IDLE_COMMANDS_PER_MINUTE_BUDGET, measureIdle, perMinute, type IdleSettings } from "./idle-budget.ts";
+import { idleBudgetPerMinute, measureIdle, perMinute, type IdleSettings } from "./idle-budget.ts";
 import { migrate } from "../../worker/migrate.ts";
 
 /** Upstash Pay-As-You-Go: $0.20 per 100K commands (upstash.com/docs/redis/overall/billing). */
@@ -145,7 +146,7 @@ export function formatCommands(jobs: JobCost[], idle: IdleCost[]): string {
     "### Redis commands per job (enqueue through the edge producer + process + complete)", "",
     t(["queue", "jobs", "client commands / job", "all commands / job (incl. inside scripts)", "client mix / job"],
       jobs.map((j) => [j.queue, String(j.jobs), j.clientPerJob.toFixed(2), j.allPerJob.toFixed(1), j.mix])),
-    "", `### Idle worker process (3 queues), ${idle[0]?.windowMs ? idle[0].windowMs / 1000 : "?"} s window; budget ${IDLE_COMMANDS_PER_MINUTE_BUDGET} client commands/min`, "",
+    "", `### Idle worker process (${QUEUE_NAMES.length} queues), ${idle[0]?.windowMs ? idle[0].windowMs / 1000 : "?"} s window; budget ${idleBudgetPerMinute(QUEUE_NAMES.length)} client commands/min`, "",
     t(["settings", "client commands / min", "all commands / min", "client mix / min"],
       idle.map((r) => [r.label, r.clientPerMinute.toFixed(1), r.allPerMinute.toFixed(1), r.mix])),
     "", `### Monthly cost at $${USD_PER_100K_COMMANDS} per 100K commands (client commands; ${meanJob.toFixed(2)} per job, mean of the queues; idle counted all month)`, "",

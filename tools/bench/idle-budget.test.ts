@@ -2,7 +2,7 @@ import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { ROOT } from "../dev/local-services.ts";
 import { parseEnv } from "../../worker/env.ts";
-import { IDLE_COMMANDS_PER_MINUTE_BUDGET, measureIdle, perMinute, type IdleSettings } from "./idle-budget.ts";
+import { idleBudgetPerMinute, measureIdle, perMinute, type IdleSettings } from "./idle-budget.ts";
 
 // One drainDelay cycle of the shipped defaults (15 s) plus a second: every worker's BZPOPMIN times
 // out exactly once inside it (twice would need 30 s), so the count is quantised, not noisy: 6
@@ -28,7 +28,7 @@ describe("idle command budget", () => {
         queues: shipped.queues,
       };
       // BullMQ 6.7's Worker defaults: the control that shows this test can fail.
-      const bullmqSettings: IdleSettings = { drainDelaySeconds: 5, stalledIntervalMs: 30_000, lockDurationMs: 30_000 };
+      const bullmqSettings: IdleSettings = { drainDelaySeconds: 5, stalledIntervalMs: 30_000, lockDurationMs: 30_000, queues: shipped.queues };
       const dir = (name: string) => join(ROOT, ".data/test", `idle-${name}-${process.pid}`);
       const [ours, theirs] = await Promise.all([
         measureIdle(shippedSettings, WINDOW_MS, dir("shipped")),
@@ -39,8 +39,10 @@ describe("idle command budget", () => {
       expect(Object.keys(ours.client).sort()).toEqual(["bzpopmin", "evalsha"]);
       const oursPerMinute = idleRatePerMinute(ours.clientCommands, shippedSettings);
       const theirsPerMinute = idleRatePerMinute(theirs.clientCommands, bullmqSettings);
-      expect(oursPerMinute).toBeLessThanOrEqual(IDLE_COMMANDS_PER_MINUTE_BUDGET);
-      expect(theirsPerMinute).toBeGreaterThan(IDLE_COMMANDS_PER_MINUTE_BUDGET);
+      const budget = idleBudgetPerMinute(shippedSettings.queues?.length ?? 0);
+      expect(budget).toBeGreaterThan(0);
+      expect(oursPerMinute).toBeLessThanOrEqual(budget);
+      expect(theirsPerMinute).toBeGreaterThan(budget);
     },
     40_000,
   );

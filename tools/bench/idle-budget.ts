@@ -9,16 +9,22 @@
 //   - lock renewal only for running jobs: nothing while idle.
 import { Redis } from "ioredis";
 import type { QueueName } from "../../shared/jobs/contract.ts";
+import { QUEUE_NAMES } from "../../shared/jobs/registry.ts";
 import { startRedis } from "../dev/local-services.ts";
 import { producerRedisOptions, startFleet, type FleetConfig } from "../../worker/fleet.ts";
 import type { FleetHandlers } from "../../worker/runner.ts";
 
 /**
- * Documented budget: client commands per minute that one idle worker process draining all three
- * built-in queues may send with the shipped defaults (README quotes this constant). The shipped
- * defaults cost 3 × (2 × 60/15 + 60/60) = 27; BullMQ's own defaults cost 78.
+ * Documented budget: client commands per minute, per queue it drains, that one idle worker process
+ * may send with the shipped defaults (README quotes this constant). The shipped defaults cost
+ * 2 × 60/15 + 60/60 = 9 per queue; BullMQ's own defaults cost 2 × 60/5 + 60/30 = 26.
  */
-export const IDLE_COMMANDS_PER_MINUTE_BUDGET = 30;
+export const IDLE_COMMANDS_PER_QUEUE_PER_MINUTE_BUDGET = 10;
+
+/** The budget of a process draining `queues` queues. */
+export function idleBudgetPerMinute(queues: number): number {
+  return IDLE_COMMANDS_PER_QUEUE_PER_MINUTE_BUDGET * queues;
+}
 
 /** Commands a client sends itself; anything else seen in commandstats ran inside a Lua script. */
 const CLIENT_COMMANDS = new Set(["bzpopmin", "evalsha", "eval", "auth", "hello", "select", "ping", "client", "info", "quit"]);
@@ -67,7 +73,7 @@ export type IdleSettings = Pick<FleetConfig, "drainDelaySeconds" | "stalledInter
 export async function measureIdle(settings: IdleSettings, windowMs: number, dataDir: string): Promise<IdleSample> {
   const server = await startRedis({ dataDir });
   const admin = new Redis(producerRedisOptions(server.url));
-  const queues = settings.queues ?? ["audit", "email", "stripe-webhook"];
+  const queues = settings.queues ?? QUEUE_NAMES;
   const noop = async () => {};
   const handlers: FleetHandlers = { audit: noop, email: noop, "stripe-webhook": noop, report: noop };
   const fleet = await startFleet(

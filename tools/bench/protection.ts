@@ -3,6 +3,8 @@
 // `POST /v1/events`. Reports throughput (median of rounds), unloaded p50 (one request at a time,
 // pooled), their on/off ratios, and the Redis commands each request costs, from INFO commandstats.
 // The "on" limit is far above what the run sends, so every request is counted but none refused.
+// A third variant sends the same load to the generic job route (`POST /v1/jobs/report`, limits on)
+// to price the generic route against `/v1/events`.
 import type { Redis } from "ioredis";
 import { auditContract } from "../../shared/jobs/audit.ts";
 import { startEdge, type EdgeProcess } from "../dev/edge-process.ts";
@@ -20,7 +22,7 @@ export interface ProtectionSettings {
   roundDeadlineMs: number;
 }
 
-export type Variant = "off" | "on";
+export type Variant = "off" | "on" | "jobs";
 
 export interface VariantResult {
   variant: Variant;
@@ -47,7 +49,15 @@ export interface ProtectionEnv {
   progress: (line: string) => void;
 }
 
-const VARIANTS: Readonly<Record<Variant, string>> = { off: "off", on: "events=999999999/1h" };
+const ON = "events=999999999/1h,jobs.write=999999999/1h";
+const VARIANTS: Readonly<Record<Variant, string>> = { off: "off", on: ON, jobs: ON };
+
+/** Each variant's route and body; report jobs get one account each (the contract deduplicates on account and month). */
+const ROUTES: Readonly<Record<Variant, { path: string; queue: string; body: (id: string) => unknown }>> = {
+  off: { path: "/v1/events", queue: auditContract.queue, body: auditEvent },
+  on: { path: "/v1/events", queue: auditContract.queue, body: auditEvent },
+  jobs: { path: "/v1/jobs/report", queue: "report", body: (id) => ({ data: { accountId: id, month: "2026-11" } }) },
+};
 
 export async function benchProtection(env: ProtectionEnv, s: ProtectionSettings): Promise<VariantResult[]> {
   const edges = new Map<Variant, EdgeProcess>();
@@ -71,15 +81,16 @@ export async function benchProtection(env: ProtectionEnv, s: ProtectionSettings)
     }
     for (let round = 0; round < s.rounds; round++) {
       // Alternate who goes first, so neither variant always runs on the warmer machine.
-      const order: Variant[] = round % 2 === 0 ? ["off", "on"] : ["on", "off"];
+      const order: Variant[] = round % 2 === 0 ? ["off", "on", "jobs"] : ["jobs", "on", "off"];
       for (const variant of order) {
         const r = results.get(variant) as NonNullable<ReturnType<typeof results.get>>;
         const edge = edges.get(variant) as EdgeProcess;
-        const target = { url: `${edge.url}/v1/events`, headers: { authorization: `Bearer ${env.apiKey}` }, expectStatus: 202, timeoutMs: s.requestTimeoutMs };
+        const route = ROUTES[variant];
+        const target = { url: `${edge.url}${route.path}`, headers: { authorization: `Bearer ${env.apiKey}` }, expectStatus: 202, timeoutMs: s.requestTimeoutMs };
         const client = httpClient(target, s.concurrency);
         const single = httpClient(target, 1);
         try {
-          const send = (c: typeof client, id: string) => c.sendBody(JSON.stringify(auditEvent(id)));
+          const send = (c: typeof client, id: string) => c.sendBody(JSON.stringify(route.body(id)));
           await closedLoop({ concurrency: s.concurrency, count: s.concurrency * 4, deadlineMs: s.roundDeadlineMs }, (i) => send(client, `pw${round}-${variant}-${i}`))
             .then((w) => (r.accepted += w.ok));
           const [loop, counters] = await measure(env.redis, base, () =>
@@ -117,7 +128,7 @@ export async function benchProtection(env: ProtectionEnv, s: ProtectionSettings)
         p50Ms: percentile(sorted, 0.5),
         commandsPerRequest: perRequest(commands),
         callsPerRequest: Object.fromEntries([...calls].filter(([name]) => ["eval", "evalsha", "incr", "pexpire", "exists", "set"].includes(name)).map(([name, n]) => [name, perRequest(n)])),
-        jobsInRedis: await env.redis.llen(`bench-protect-${r.variant}:${auditContract.queue}:wait`),
+        jobsInRedis: await env.redis.llen(`bench-protect-${r.variant}:${ROUTES[r.variant].queue}:wait`),
       });
     }
     return out;
@@ -129,19 +140,22 @@ export async function benchProtection(env: ProtectionEnv, s: ProtectionSettings)
 /** The report's section: the two variants, their ratios, and the limiter's command cost. */
 export function protectionSection(s: ProtectionSettings, results: readonly VariantResult[]): string[] {
   const by = (v: Variant) => results.find((r) => r.variant === v) as VariantResult;
-  const [off, on] = [by("off"), by("on")];
+  const [off, on, jobs] = [by("off"), by("on"), by("jobs")];
   const calls = (r: VariantResult) => Object.entries(r.callsPerRequest).map(([n, c]) => `${n} ${c.toFixed(2)}`).join(", ");
   return [
     "",
-    `### Protection: rate limits off vs on, \`POST /v1/events\`, ${s.concurrency} concurrent, ${s.rounds} interleaved rounds × ${s.requests} requests (median of rounds)`,
+    `### Protection: rate limits off vs on, and the generic job route, ${s.concurrency} concurrent, ${s.rounds} interleaved rounds × ${s.requests} requests (median of rounds)`,
     "",
-    "| rate limits | req/s | req/s per round | unloaded p50 ms | Redis commands / request | of which | errors |",
-    "|---|---|---|---|---|---|---|",
-    ...[off, on].map((r) =>
-      `| ${r.variant} | ${r.perSecond.toFixed(0)} | ${r.roundsPerSecond.map((x) => x.toFixed(0)).join(" / ")} | ${r.p50Ms.toFixed(2)} | ${r.commandsPerRequest.toFixed(2)} | ${calls(r)} | ${r.errors} |`),
+    "| route | rate limits | req/s | req/s per round | unloaded p50 ms | Redis commands / request | of which | errors |",
+    "|---|---|---|---|---|---|---|---|",
+    ...[off, on, jobs].map((r) =>
+      `| \`POST ${ROUTES[r.variant].path}\` | ${r.variant === "off" ? "off" : "on"} | ${r.perSecond.toFixed(0)} | ${r.roundsPerSecond.map((x) => x.toFixed(0)).join(" / ")} | ${r.p50Ms.toFixed(2)} | ${r.commandsPerRequest.toFixed(2)} | ${calls(r)} | ${r.errors} |`),
     "",
     `On / off: throughput **${((on.perSecond / off.perSecond) * 100).toFixed(0)} %**, unloaded p50 ×${(on.p50Ms / off.p50Ms).toFixed(2)} ` +
       `(+${(on.p50Ms - off.p50Ms).toFixed(2)} ms); API-key auth is on in both.`,
+    "",
+    `Generic job route / \`/v1/events\` (both with limits on): throughput **${((jobs.perSecond / on.perSecond) * 100).toFixed(0)} %**, ` +
+      `unloaded p50 ×${(jobs.p50Ms / on.p50Ms).toFixed(2)} (+${(jobs.p50Ms - on.p50Ms).toFixed(2)} ms).`,
   ];
 }
 

@@ -38,6 +38,16 @@ describe("parseApiEnv", () => {
       redisCommandTimeoutMs: 3000,
       port: 3000,
       shutdownTimeoutMs: 25_000,
+      // The edge's defaults (edge/rate-limit.ts); no CORS unless CORS_ORIGINS is set.
+      rateLimits: {
+        routes: {
+          events: { limit: 1000, windowSeconds: 60 },
+          emails: { limit: 100, windowSeconds: 60 },
+          "jobs.write": { limit: 600, windowSeconds: 60 },
+          "jobs.read": { limit: 1200, windowSeconds: 60 },
+        },
+      },
+      corsOrigins: undefined,
     });
   });
 
