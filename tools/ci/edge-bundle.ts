@@ -17,13 +17,14 @@ export const DEPLOY_ENVIRONMENTS = ["staging", "production"] as const;
 export type DeployEnvironment = (typeof DEPLOY_ENVIRONMENTS)[number];
 
 /**
- * Measured 2026-12-01 (wrangler 4.164.0, minified, at commit 16283cb): 912 816 B raw,
- * 179 434 B gzip — mostly the Stripe SDK and BullMQ's Lua sources. The budget is that plus about
- * 10 %. Raise it on purpose, with the reason in the commit (a new dependency worth its weight),
- * never just to turn CI green. For scale, Cloudflare's limit is 3 MB (Free) / 10 MB (Paid) after
+ * Measured 2026-12-01 (wrangler 4.164.0, minified, at commit 5b17b26): 960 390 B raw, 196 484 B gzip —
+ * mostly the Stripe SDK and BullMQ's Lua sources. The budget is that plus about 10 %. (Raised once
+ * from 1 004 000 / 197 500, set at 16283cb's 912 816 / 179 434, for end-user JWTs: jose, the
+ * OpenAPI document built from the zod schemas, and the rate limiter.) Raise it on purpose, with
+ * the reason in the commit (a new dependency worth its weight), never just to turn CI green. For scale, Cloudflare's limit is 3 MB (Free) / 10 MB (Paid) after
  * compression, and a bigger script also takes longer to start.
  */
-export const BUNDLE_BUDGET = { rawBytes: 1_004_000, gzipBytes: 197_500 } as const;
+export const BUNDLE_BUDGET = { rawBytes: 1_056_000, gzipBytes: 216_000 } as const;
 
 export interface BundleSize {
   /** Module files wrangler would upload (source maps and its README excluded). */
