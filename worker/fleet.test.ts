@@ -9,7 +9,7 @@ import { createAuditHandler } from "./audit/handler.ts";
 import type { Database } from "./db.ts";
 import { startRedis } from "../tools/dev/local-services.ts";
 import { createEmailHandler } from "./email/handler.ts";
-import { redisOptions } from "./fleet.ts";
+import { PRELOADED_SCRIPTS, redisOptions } from "./fleet.ts";
 import type { Handler } from "./runner.ts";
 import { createStripeWebhookHandler } from "./stripe/handler.ts";
 import { settled, startTestFleet, testDb, uniqueId } from "../tools/testing/fixtures.ts";
@@ -34,14 +34,16 @@ function auditEvent() {
 }
 
 describe("startFleet", () => {
-  it("preloads the edge's scripts so their SHA-1s are known to Redis", async () => {
+  it("preloads the edge's scripts, plain and behind the rate-limit prelude, so their SHA-1s are known to Redis", async () => {
     // A Redis of its own: on the run's shared one, other files EVAL the same scripts (and some
     // flush the script cache), so the check could pass, or fail, whatever startFleet did.
     const dataDir = join(tmpdir(), uniqueId("edgefleet-fleet-scripts"));
     const server = await startRedis({ dataDir });
     const redis = new Redis(redisOptions(server.url));
     try {
-      const shas = await Promise.all(EDGE_SCRIPTS.map((s) => s.sha1()));
+      // Every script the edge sends, in both forms: the list is derived from EDGE_SCRIPTS, not copied.
+      expect(PRELOADED_SCRIPTS).toHaveLength(EDGE_SCRIPTS.length * 2);
+      const shas = await Promise.all(PRELOADED_SCRIPTS.map((s) => s.sha1()));
       expect(await redis.script("EXISTS", ...shas)).toEqual(shas.map(() => 0));
       const t = await startTestFleet(
         { handlers: handlers(createAuditHandler(database.db).handle), log: () => {} },

@@ -1,6 +1,7 @@
 import { readFileSync } from "node:fs";
 import { Worker, type WorkerOptions } from "bullmq";
 import { Redis, type RedisOptions } from "ioredis";
+import { guardedScript } from "../edge/queue/limiter.ts";
 import { EDGE_SCRIPTS, type LuaScript } from "../shared/jobs/bullmq-scripts.ts";
 import type { QueueName } from "../shared/jobs/contract.ts";
 import { contracts } from "../shared/jobs/registry.ts";
@@ -123,7 +124,7 @@ export async function startFleet(config: FleetConfig, deps: FleetDeps): Promise<
   await redis.connect();
   try {
     await checkEvictionPolicy(redis, log);
-    await loadScripts(redis, deps.scripts ?? EDGE_SCRIPTS, log);
+    await loadScripts(redis, deps.scripts ?? PRELOADED_SCRIPTS, log);
   } catch (err) {
     redis.disconnect();
     throw err;
@@ -234,6 +235,12 @@ async function announce(redis: Redis, config: FleetConfig, log: Log): Promise<vo
   await redis.hset(fleetKey(config.queuePrefix), Object.fromEntries(config.queues.map((q) => [q, startedAt])));
   log("info", "fleet announced", { prefix: config.queuePrefix, key: fleetKey(config.queuePrefix) });
 }
+
+/**
+ * The edge's scripts as it sends them: plain, and behind the rate-limit prelude (edge/queue/limiter.ts;
+ * rate limits are on by default), so neither form costs a NOSCRIPT round trip and a 26 KB EVAL.
+ */
+export const PRELOADED_SCRIPTS: readonly LuaScript[] = EDGE_SCRIPTS.flatMap((s) => [s, guardedScript(s)]);
 
 /** SCRIPT LOAD the edge's scripts so its EVALSHA hits; checks Redis agrees on each SHA-1. */
 async function loadScripts(redis: Redis, scripts: readonly LuaScript[], log: Log): Promise<void> {

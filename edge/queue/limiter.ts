@@ -80,10 +80,15 @@ const guardedScripts = new Map<LuaScript, LuaScript>();
  * wraps it with its base64 decoder (upstash-args.ts) by name; the decoder then runs first.
  */
 export function guarded(prefix: string, call: ScriptCall, check: LimitCheck): ScriptCall {
-  let script = guardedScripts.get(call.script);
+  return { script: guardedScript(call.script), keys: [...call.keys, markerKey(prefix, check)], args: call.args };
+}
+
+/** `script` behind the prelude (memoised, so its SHA-1 is computed once per isolate). */
+export function guardedScript(base: LuaScript): LuaScript {
+  let script = guardedScripts.get(base);
   if (!script) {
-    script = defineScript({ name: call.script.name, content: PRELUDE + call.script.content, keys: call.script.keys + 1 });
-    guardedScripts.set(call.script, script);
+    script = defineScript({ name: base.name, content: PRELUDE + base.content, keys: base.keys + 1 });
+    guardedScripts.set(base, script);
   }
-  return { script, keys: [...call.keys, markerKey(prefix, check)], args: call.args };
+  return script;
 }
