@@ -5,8 +5,8 @@ import { auditLogs } from "../../shared/db/audit-logs.ts";
 import { emailMessages } from "../../shared/db/email-messages.ts";
 import type { Database } from "../../worker/db.ts";
 import { startFakeResend, type FakeResend } from "../testing/fake-resend.ts";
-import { settled, testDb, uniqueId } from "../testing/fixtures.ts";
-import { eventually, startStack, type Stack } from "./stack.ts";
+import { eventually, settled, testDb, uniqueId } from "../testing/fixtures.ts";
+import { startStack, type Stack } from "./stack.ts";
 
 let stack: Stack;
 let resend: FakeResend;

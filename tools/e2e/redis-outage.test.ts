@@ -22,8 +22,8 @@ import { auditLogs } from "../../shared/db/audit-logs.ts";
 import type { Database } from "../../worker/db.ts";
 import { startRedis, type LocalRedis } from "../dev/local-services.ts";
 import { redisOptions } from "../../worker/fleet.ts";
-import { testDb, uniqueId } from "../testing/fixtures.ts";
-import { eventually, startStack, type Stack } from "./stack.ts";
+import { eventually, testDb, uniqueId } from "../testing/fixtures.ts";
+import { startStack, type Stack } from "./stack.ts";
 
 let redis: LocalRedis;
 let stack: Stack;

@@ -10,9 +10,8 @@ import { emailMessages } from "../../shared/db/email-messages.ts";
 import type { Database } from "../../worker/db.ts";
 import { redisOptions } from "../../worker/fleet.ts";
 import { startFakeResend } from "../testing/fake-resend.ts";
-import { deleteKeys, testDb, uniqueId } from "../testing/fixtures.ts";
+import { deleteKeys, eventually, testDb, uniqueId } from "../testing/fixtures.ts";
 import { runMain, type MainProcess } from "../testing/main-process.ts";
-import { eventually } from "./stack.ts";
 
 const API_KEY = "selfhost-key-0123456789";
 let database: Database;

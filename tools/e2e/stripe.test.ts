@@ -13,8 +13,8 @@ import { webhookEvents } from "../../shared/db/webhook-events.ts";
 import type { Database } from "../../worker/db.ts";
 import { customerLockKey } from "../../worker/stripe/apply.ts";
 import { customerLifecycle, deliver, lifecycleIds, type LifecycleIds, type StripeEventFixture } from "../testing/stripe-fixtures.ts";
-import { testDb } from "../testing/fixtures.ts";
-import { eventually, startStack, type Stack } from "./stack.ts";
+import { eventually, testDb } from "../testing/fixtures.ts";
+import { startStack, type Stack } from "./stack.ts";
 
 const SECRET = "whsec_e2e_0123456789abcdef";
 const LOCK_MS = 6_000;

@@ -84,6 +84,20 @@ export async function deleteKeys(redisUrl: string, prefix: string, caCertPath?: 
   }
 }
 
+/**
+ * Polls until `check` returns a value (no fixed sleeps): for effects with nothing to wait on, such
+ * as a row appearing in Postgres. `timeoutMs` only bounds a hang.
+ */
+export async function eventually<T>(what: string, check: () => Promise<T | undefined>, timeoutMs = 30_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const value = await check();
+    if (value !== undefined) return value;
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
 /** Polls until the job is completed or failed (a retry in between is neither). */
 export async function settled(queue: Queue, jobId: string, timeoutMs = 15_000): Promise<Job> {
   const deadline = Date.now() + timeoutMs;

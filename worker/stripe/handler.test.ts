@@ -8,7 +8,7 @@ import { StripeWebhookJob, stripeWebhookContract } from "../../shared/jobs/strip
 import { createAuditHandler } from "../audit/handler.ts";
 import type { Database } from "../db.ts";
 import { createEmailHandler } from "../email/handler.ts";
-import { memoryLog, settled, startTestFleet, testDb, type TestFleet } from "../../tools/testing/fixtures.ts";
+import { eventually, memoryLog, settled, startTestFleet, testDb, type TestFleet } from "../../tools/testing/fixtures.ts";
 import { customerLifecycle, lifecycleIds, sampleEvent, type StripeEventFixture } from "../../tools/testing/stripe-fixtures.ts";
 import { createStripeWebhookHandler } from "./handler.ts";
 import { replayEvent } from "./replay.ts";
@@ -45,16 +45,6 @@ function job(event: StripeEventFixture): StripeWebhookJob {
 async function run(event: StripeEventFixture, jobId = event.id, opts: { attempts?: number } = {}) {
   const added = await t.add(stripeWebhookContract, job(event), { jobId, ...opts });
   return settled(t.queue("stripe-webhook"), added.id!);
-}
-
-async function eventually<T>(what: string, check: () => Promise<T | undefined>, timeoutMs = 30_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await check();
-    if (value !== undefined) return value;
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
 }
 
 async function eventRow(id: string) {

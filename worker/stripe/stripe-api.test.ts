@@ -9,7 +9,7 @@ import { StripeWebhookJob, stripeWebhookContract } from "../../shared/jobs/strip
 import type { Database } from "../db.ts";
 import { createHandlers } from "../fleet.ts";
 import { startFakeStripe, type FakeStripe } from "../../tools/testing/fake-stripe.ts";
-import { memoryLog, settled, startTestFleet, testDb, type TestFleet } from "../../tools/testing/fixtures.ts";
+import { eventually, memoryLog, settled, startTestFleet, testDb, type TestFleet } from "../../tools/testing/fixtures.ts";
 import { customerLifecycle, lifecycleIds, stripeId, withQuantity, type StripeEventFixture } from "../../tools/testing/stripe-fixtures.ts";
 
 const SECRET_KEY = "sk_test_51FakeKeyForTheLocalStripeStandIn";
@@ -55,17 +55,6 @@ async function add(event: StripeEventFixture, opts: { attempts?: number } = {}) 
 async function run(event: StripeEventFixture) {
   const job = await add(event);
   return settled(t.queue("stripe-webhook"), job.id!);
-}
-
-/** Polls until `check` returns a value; for effects with nothing to wait on (a row, a request count). */
-async function eventually<T>(what: string, check: () => Promise<T | undefined>, timeoutMs = 30_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await check();
-    if (value !== undefined) return value;
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
 }
 
 const requestsFor = (subscriptionId: string) => stripe.requests.filter((r) => r.path.includes(subscriptionId));
