@@ -12,7 +12,7 @@
  */
 import { createMiddleware } from "hono/factory";
 import { z } from "zod";
-import { sha256Hex } from "./auth.ts";
+import { sha256Hex, type Caller } from "./auth.ts";
 import { ApiError } from "./errors.ts";
 import type { LimitCheck } from "./queue/limiter.ts";
 
@@ -85,17 +85,14 @@ function classify(method: string, path: string): { route: RateLimitedRoute; scop
 }
 
 /**
- * Who is counted: the authenticated caller when auth put one on the context (API key id or user
- * subject), else the digest of the bearer credential. Hashed either way, so key names in Redis
- * carry neither a credential nor a user id.
+ * Who is counted: the authenticated caller (this middleware runs after `authenticate`). An API key
+ * is already named by a prefix of its digest; a user's subject is hashed, so Redis key names carry
+ * neither a credential nor a user id.
  */
-async function callerId(vars: Record<string, unknown>, authorization: string): Promise<string> {
-  const caller = vars["caller"] as { actor?: { type?: unknown; id?: unknown } } | undefined;
-  const actor = caller?.actor;
-  const who = actor && typeof actor.type === "string" && typeof actor.id === "string"
-    ? `${actor.type}:${actor.id}`
-    : authorization;
-  return (await sha256Hex(who)).slice(0, 16);
+async function callerId(caller: Caller | undefined): Promise<string> {
+  if (!caller) throw new Error("rate limits need an authenticated caller: mount rateLimit() after authenticate()");
+  const { type, id } = caller.actor;
+  return type === "api_key" ? `k${id}` : `u${(await sha256Hex(id)).slice(0, 16)}`;
 }
 
 export interface RateLimitVariables {
@@ -116,7 +113,7 @@ export function rateLimit(config: RateLimitConfig) {
     const windowMs = policy.windowSeconds * 1000;
     const at = now();
     const window = Math.floor(at / windowMs);
-    const caller = await callerId(c.var as Record<string, unknown>, c.req.header("authorization") ?? "");
+    const caller = await callerId(c.get("caller"));
     const check: NonNullable<RateLimitVariables["rateLimit"]> = {
       key: `${which.route}${which.scope ? `.${which.scope}` : ""}:${caller}:${window}`,
       nonce: crypto.randomUUID(),
