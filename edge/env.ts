@@ -4,6 +4,7 @@ import type { ApiKey } from "./auth.ts";
 import type { JwtSettings } from "./auth/jwt.ts";
 import { scopeProblem } from "./auth/scopes.ts";
 import { RateLimitsEnv } from "./rate-limit.ts";
+import type { WakeTarget } from "./wake.ts";
 
 const sha256Hex = /^[0-9a-f]{64}$/;
 const commaList = z.string().transform((value) => value.split(",").map((s) => s.trim()).filter(Boolean));
@@ -94,8 +95,15 @@ export const EdgeEnv = z.object({
   CORS_ORIGINS: commaList
     .pipe(z.array(z.string().regex(/^(\*|https?:\/\/[\w.-]+(:\d{1,5})?)$/, "each entry must be an origin (scheme://host[:port]) or *")))
     .optional(),
+  /**
+   * The autoscaler's wake endpoint (edge/wake.ts) and its bearer token, both or neither: after an
+   * accepted enqueue the edge wakes a fleet scaled to zero. Unset = no wake call (a fleet that never
+   * scales to zero). https:// (http:// only for localhost), since the token travels with it.
+   */
+  AUTOSCALER_WAKE_URL: z.url({ protocol: /^https?$/, error: "must be an https:// URL" }).optional(),
+  AUTOSCALER_WAKE_TOKEN: z.string().min(16, "at least 16 characters").optional(),
   // `when`: report a missing Redis together with every other problem, not only once the rest parsed.
-}).superRefine(checkRedisChoice, { when: () => true }).superRefine(checkJwt).transform(({ REDIS_URL, UPSTASH_REDIS_REST_URL, UPSTASH_REDIS_REST_TOKEN, ...rest }) => {
+}).superRefine(checkRedisChoice, { when: () => true }).superRefine(checkJwt).superRefine(checkWake).transform(({ REDIS_URL, UPSTASH_REDIS_REST_URL, UPSTASH_REDIS_REST_TOKEN, AUTOSCALER_WAKE_URL, AUTOSCALER_WAKE_TOKEN, ...rest }) => {
   const redis: RedisTarget = UPSTASH_REDIS_REST_URL && UPSTASH_REDIS_REST_TOKEN
     ? { transport: "upstash", url: UPSTASH_REDIS_REST_URL, token: UPSTASH_REDIS_REST_TOKEN }
     : { transport: "socket", url: REDIS_URL ?? "" };
@@ -111,7 +119,8 @@ export const EdgeEnv = z.object({
     clockSkewSeconds: JWT_CLOCK_SKEW_SECONDS,
     accountClaim: JWT_ACCOUNT_CLAIM,
   };
-  return { ...others, redis, jwt };
+  const wake: WakeTarget | undefined = AUTOSCALER_WAKE_URL && AUTOSCALER_WAKE_TOKEN ? { url: AUTOSCALER_WAKE_URL, token: AUTOSCALER_WAKE_TOKEN } : undefined;
+  return { ...others, redis, jwt, wake };
 });
 export type EdgeEnv = z.output<typeof EdgeEnv>;
 
@@ -140,6 +149,15 @@ function checkRedisChoice(
   // The bearer token must not cross the network in clear text; plain http only on this machine.
   if (restUrl?.startsWith("http:") && !/^http:\/\/(127\.0\.0\.1|localhost|\[::1\])[:/]/.test(restUrl)) {
     issue("UPSTASH_REDIS_REST_URL", "must be https:// (http:// only for localhost)");
+  }
+}
+
+function checkWake(env: { AUTOSCALER_WAKE_URL?: string | undefined; AUTOSCALER_WAKE_TOKEN?: string | undefined }, ctx: z.RefinementCtx): void {
+  const issue = (path: string, message: string) => ctx.addIssue({ code: "custom", path: [path], message });
+  if (env.AUTOSCALER_WAKE_URL && !env.AUTOSCALER_WAKE_TOKEN) issue("AUTOSCALER_WAKE_TOKEN", "required with AUTOSCALER_WAKE_URL");
+  if (env.AUTOSCALER_WAKE_TOKEN && !env.AUTOSCALER_WAKE_URL) issue("AUTOSCALER_WAKE_URL", "required with AUTOSCALER_WAKE_TOKEN");
+  if (env.AUTOSCALER_WAKE_URL?.startsWith("http:") && !/^http:\/\/(127\.0\.0\.1|localhost|\[::1\])[:/]/.test(env.AUTOSCALER_WAKE_URL)) {
+    issue("AUTOSCALER_WAKE_URL", "must be https:// (http:// only for localhost)");
   }
 }
 

@@ -1,3 +1,4 @@
+import type { Context } from "hono";
 import { createMiddleware } from "hono/factory";
 import type { AddResult, EnqueuedJob, EnqueueRequest, JobStatus, Producer, Readiness, RemoveResult } from "./queue/producer.ts";
 import { RedisReplyError, TransportError } from "./queue/transport.ts";
@@ -9,6 +10,8 @@ import { rateLimited, type RateLimitVariables } from "./rate-limit.ts";
 export interface QueueSession {
   producer: Producer;
   close(): Promise<void>;
+  /** Called once Redis accepted jobs (edge/wake.ts); a promise it returns runs in `waitUntil`. */
+  accepted?: ((queues: readonly string[]) => Promise<void> | undefined) | undefined;
 }
 
 /** What routes see as `c.var.queue`: the producer, with Redis failures turned into 503s. */
@@ -46,7 +49,10 @@ export function queueSession(open: () => QueueSession) {
         const results = await lazy().addAll(jobs, limit);
         // Over the limit, the prelude refused every add: say 429, not the 503 a refused add means.
         if (limit && isOver(limit) && results.every((r) => r.outcome === "not_accepted")) throw rateLimited(limit);
-        return settled(results, options.retryKey);
+        const added = settled(results, options.retryKey);
+        const woken = session?.accepted?.(added.map((job) => job.queue));
+        if (woken) background(c, woken);
+        return added;
       },
       getJob: (queue, id) => limited(check(), () => lazy().getJob(queue, id, check())),
       remove: (queue, id) => limited(check(), () => lazy().remove(queue, id, check())),
@@ -66,6 +72,15 @@ export function queueSession(open: () => QueueSession) {
       }
     }
   });
+}
+
+/** Work that must not delay the response: `waitUntil` on Workers; on Node it simply runs on. */
+function background(c: Context, work: Promise<void>): void {
+  try {
+    c.executionCtx.waitUntil(work);
+  } catch {
+    // No execution context (Node, app.request() in tests): the promise never rejects; let it run.
+  }
 }
 
 /**

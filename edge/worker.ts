@@ -8,12 +8,14 @@ import { createProducer } from "./queue/producer.ts";
 import { createSocketTransport } from "./queue/socket-transport.ts";
 import type { RedisTransport } from "./queue/transport.ts";
 import { createUpstashTransport } from "./queue/upstash-transport.ts";
+import { createWake } from "./wake.ts";
 
 let cached: { bindings: unknown; app: ReturnType<typeof createApp> } | undefined;
 
 function appFor(bindings: Record<string, unknown>) {
   if (cached?.bindings !== bindings) {
     const env: EdgeEnv = parseEdgeEnv(bindings);
+    const accepted = env.wake && createWake(env.wake);
     const app = createApp({
       apiKeyHashes: env.API_KEY_HASHES,
       // Built with the app, once per isolate, so jose's JWKS cache outlives each request.
@@ -23,7 +25,7 @@ function appFor(bindings: Record<string, unknown>) {
       corsOrigins: env.CORS_ORIGINS,
       openQueue: () => {
         const transport = openTransport(env);
-        return { producer: createProducer(transport, { prefix: env.QUEUE_PREFIX }), close: () => transport.close() };
+        return { producer: createProducer(transport, { prefix: env.QUEUE_PREFIX }), close: () => transport.close(), accepted };
       },
     });
     cached = { bindings, app };

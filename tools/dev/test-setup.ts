@@ -14,6 +14,7 @@ import { readdirSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import type { TestProject } from "vitest/node";
 import { startUpstashStandIn } from "../../edge/queue/upstash-stand-in.test-helper.ts";
+import { startWakeRecorder } from "../testing/wake-recorder.ts";
 import {
   ROOT, secret, startPostgres, startRedis, startTlsForwarder, testTls, testTlsRefused,
 } from "./local-services.ts";
@@ -31,6 +32,9 @@ declare module "vitest" {
     /** The Upstash REST stand-in over the same Redis (edge/queue/upstash-stand-in.test-helper.ts). */
     upstashUrl: string;
     upstashToken: string;
+    /** The autoscaler wake stand-in (tools/testing/wake-recorder.ts) and a URL where nothing listens. */
+    wakeRecorderUrl: string;
+    wakeDownUrl: string;
     /** This run's data folder (.data/test/<pid>), removed at the end: per-file servers keep data here. */
     testDataDir: string;
   }
@@ -73,6 +77,8 @@ export default async function setup(project: TestProject) {
     const redisUrl = process.env.TEST_REDIS_URL || redis.url;
     const upstash = await startUpstashStandIn({ redisUrl, token: secret() });
     stops.push(upstash.stop);
+    const wake = await startWakeRecorder();
+    stops.push(wake.stop);
     const refused = testTlsRefused();
     const untrusted = await startTlsForwarder(refused.untrusted, redis.port);
     stops.push(untrusted.stop);
@@ -96,6 +102,8 @@ export default async function setup(project: TestProject) {
     project.provide("upstashUrl", upstash.url);
     project.provide("upstashToken", upstash.token);
     project.provide("testDataDir", dataDir);
+    project.provide("wakeRecorderUrl", wake.url);
+    project.provide("wakeDownUrl", wake.downUrl);
   } catch (err) {
     // A half-started setup must not leave servers running behind a failed run.
     await teardown().catch(() => {});

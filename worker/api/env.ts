@@ -2,6 +2,7 @@ import { z } from "zod";
 import type { ApiKey } from "../../edge/auth.ts";
 import type { JwtSettings } from "../../edge/auth/jwt.ts";
 import { EdgeEnv, type RedisTarget } from "../../edge/env.ts";
+import type { WakeTarget } from "../../edge/wake.ts";
 
 /**
  * The API's configuration when it runs on Node (EDGEFLEET_ROLE=api or all). The edge's own schema
@@ -24,6 +25,8 @@ export interface ApiConfig {
   corsOrigins: string[] | undefined;
   queuePrefix: string;
   redis: RedisTarget;
+  /** The autoscaler's wake endpoint (edge/wake.ts); absent = no wake call. */
+  wake: WakeTarget | undefined;
   redisCaCertPath: string | undefined;
   redisConnectTimeoutMs: number;
   redisCommandTimeoutMs: number;
@@ -56,6 +59,7 @@ export function parseApiEnv(source: Record<string, string | undefined>): ApiConf
     corsOrigins: edge.data.CORS_ORIGINS,
     queuePrefix: edge.data.QUEUE_PREFIX,
     redis: edge.data.redis,
+    wake: edge.data.wake,
     redisCaCertPath: node.data.REDIS_CA_CERT,
     redisConnectTimeoutMs: edge.data.REDIS_CONNECT_TIMEOUT_MS,
     redisCommandTimeoutMs: edge.data.REDIS_COMMAND_TIMEOUT_MS,

@@ -13,6 +13,7 @@ import { createApp, type AppDeps } from "../../edge/app.ts";
 import { createJwtVerifier } from "../../edge/auth/jwt.ts";
 import { createProducer } from "../../edge/queue/producer.ts";
 import { createUpstashTransport } from "../../edge/queue/upstash-transport.ts";
+import { createWake } from "../../edge/wake.ts";
 import { checkReadiness, type Check } from "../health.ts";
 import type { ApiConfig } from "./env.ts";
 import { createNodeRedis } from "./node-transport.ts";
@@ -83,6 +84,8 @@ export function createNodeApi(config: ApiConfig) {
   let ping: Check;
   let close: () => Promise<void>;
   const { redis } = config;
+  // Fire-and-forget as on the edge: the process lives on, so the wake simply runs after the 202.
+  const accepted = config.wake && createWake(config.wake);
   if (redis.transport === "upstash") {
     // REST over fetch: Node's fetch pools its HTTPS connections itself; a transport per request
     // keeps Upstash's read-your-writes token scoped to the request, as on the edge.
@@ -90,7 +93,7 @@ export function createNodeApi(config: ApiConfig) {
       createUpstashTransport(redis.url, redis.token, { timeoutMs: config.redisConnectTimeoutMs + config.redisCommandTimeoutMs });
     openQueue = () => {
       const t = transport();
-      return { producer: createProducer(t, { prefix: config.queuePrefix }), close: () => t.close() };
+      return { producer: createProducer(t, { prefix: config.queuePrefix }), close: () => t.close(), accepted };
     };
     ping = () => createProducer(transport(), { prefix: config.queuePrefix }).ping();
     close = async () => {};
@@ -102,7 +105,7 @@ export function createNodeApi(config: ApiConfig) {
     });
     openQueue = () => {
       const t = shared.session();
-      return { producer: createProducer(t, { prefix: config.queuePrefix }), close: () => t.close() };
+      return { producer: createProducer(t, { prefix: config.queuePrefix }), close: () => t.close(), accepted };
     };
     ping = shared.ping;
     close = shared.close;
