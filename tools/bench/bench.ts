@@ -40,6 +40,7 @@ const HELP = `npm run bench -- [flags]      (each flag also reads BENCH_<NAME>, 
   --drain-jobs N         audit jobs per drain run                 (20000; quick 3000)
   --drain-concurrency N  fleet and no-op worker concurrency       (100)
   --drain-rounds N       interleaved drain rounds                 (3; quick 1)
+  --drain-profile DIR    write a V8 CPU profile of each drain run (fleet and no-op) to DIR
   --transport-requests N enqueues per edge transport              (2000; quick 500)
   --stripe-lifecycles N  Stripe customer lifecycles, 7 events each (300; quick 50)
   --commands-jobs N      jobs per queue for the command count     (300; quick 50)
@@ -67,6 +68,7 @@ const Flags = z.object({
   "drain-jobs": count(1_000_000),
   "drain-concurrency": count(5000),
   "drain-rounds": count(20),
+  "drain-profile": z.string().min(1).optional(),
   "transport-requests": count(1_000_000),
   "stripe-lifecycles": count(100_000),
   "commands-jobs": count(100_000),
@@ -133,6 +135,7 @@ function parseFlags() {
           rounds: f["drain-rounds"] ?? (q ? 1 : 3),
           auditBatchMax: 500,
           deadlineMs: 180_000,
+          profileDir: f["drain-profile"],
         },
     transports: f["skip-transports"] ? undefined : { requests: f["transport-requests"] ?? (q ? 500 : 2000), concurrency },
     stripe: f["skip-stripe"]

@@ -1,7 +1,9 @@
 // Phase 3: how fast the real fleet drains pre-loaded audit jobs into Postgres, against a no-op
 // BullMQ Worker with the same options on the same Redis: the gap is the fleet's own cost
 // (validation, logging, the batched insert), since the BullMQ overhead is the same for both.
-import { closeSync, openSync, writeSync } from "node:fs";
+import { closeSync, mkdirSync, openSync, writeFileSync, writeSync } from "node:fs";
+import { Session } from "node:inspector/promises";
+import { join } from "node:path";
 import { Queue, Worker, type JobsOptions, type WorkerOptions } from "bullmq";
 import { count, sql } from "drizzle-orm";
 import type { Redis } from "ioredis";
@@ -23,6 +25,8 @@ export interface DrainSettings {
   auditBatchMax: number;
   /** Bound on one drain's wall time. */
   deadlineMs: number;
+  /** When set, each drain run's CPU profile (V8 .cpuprofile, the drain window only) is written here. */
+  profileDir?: string | undefined;
 }
 
 export interface DrainEnv {
@@ -125,6 +129,7 @@ async function drainOnce(env: DrainEnv, settings: DrainSettings, consumer: Consu
     [{ pid: env.redisPid, label: "redis" }, ...(env.postgresPid ? [{ pid: env.postgresPid, label: "postgres" }] : [])],
     consumer === "fleet" ? "bench (fleet)" : "bench (no-op Worker)",
   );
+  const profiler = settings.profileDir ? await startProfiler() : undefined;
   const started = performance.now();
   let verified = 0;
   let stop: () => Promise<void>;
@@ -174,6 +179,10 @@ async function drainOnce(env: DrainEnv, settings: DrainSettings, consumer: Consu
     failed = await untilDrained(env.redis, prefix, settings.deadlineMs);
     ms = performance.now() - started;
     usage = meter();
+    if (profiler && settings.profileDir) {
+      mkdirSync(settings.profileDir, { recursive: true });
+      writeFileSync(join(settings.profileDir, `drain-${consumer}-${round}.cpuprofile`), JSON.stringify(await profiler.stop()));
+    }
   } finally {
     await stop();
     sink.close();
@@ -193,6 +202,22 @@ async function drainOnce(env: DrainEnv, settings: DrainSettings, consumer: Consu
     verified,
     usage,
     ...(batcherStats ? { inserts: batcherStats.flushes, largestInsert: batcherStats.largestBatch } : {}),
+  };
+}
+
+/** Samples this process (where both consumers run) with V8's profiler until `stop()`. */
+async function startProfiler(): Promise<{ stop: () => Promise<object> }> {
+  const session = new Session();
+  session.connect();
+  await session.post("Profiler.enable");
+  await session.post("Profiler.setSamplingInterval", { interval: 200 });
+  await session.post("Profiler.start");
+  return {
+    stop: async () => {
+      const { profile } = await session.post("Profiler.stop");
+      session.disconnect();
+      return profile;
+    },
   };
 }
 
