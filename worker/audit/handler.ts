@@ -1,3 +1,5 @@
+import { getTableName, sql } from "drizzle-orm";
+import type { PgColumn } from "drizzle-orm/pg-core";
 import { auditLogs } from "../../shared/db/audit-logs.ts";
 import type { auditContract, AuditJob } from "../../shared/jobs/audit.ts";
 import type { Db } from "../db.ts";
@@ -5,12 +7,56 @@ import { findOutage } from "../outage.ts";
 import type { Handler } from "../runner.ts";
 import { createBatcher, type Batcher } from "./batcher.ts";
 
-type AuditRow = typeof auditLogs.$inferInsert;
+/** One row as the insert reads it: values as Postgres parses them. */
+export interface AuditRecord {
+  event_id: string;
+  event_name: string;
+  event_type: string;
+  /** ISO 8601 with offset, as validated by the contract; Postgres parses it as timestamptz. */
+  occurred_at: string;
+  account_id: string | null;
+  workspace_id: string | null;
+  user_id: string | null;
+  payload: Record<string, unknown>;
+  actor_type: string | null;
+  actor_id: string | null;
+}
+
+/** Which column each record field fills; names and SQL types come from the Drizzle table. */
+const COLUMNS: Record<keyof AuditRecord, PgColumn> = {
+  event_id: auditLogs.eventId,
+  event_name: auditLogs.eventName,
+  event_type: auditLogs.eventType,
+  occurred_at: auditLogs.occurredAt,
+  account_id: auditLogs.accountId,
+  workspace_id: auditLogs.workspaceId,
+  user_id: auditLogs.userId,
+  payload: auditLogs.payload,
+  actor_type: auditLogs.actorType,
+  actor_id: auditLogs.actorId,
+};
+
+const quoted = (name: string) => `"${name.replaceAll('"', '""')}"`;
+const fields = Object.entries(COLUMNS);
+/**
+ * A batch is ONE parameter: its records as a JSON array, expanded by `json_to_recordset`. The
+ * statement text is the same for every batch, so nothing is built per row; Drizzle's multi-row
+ * `insert().values()` spent about a fifth of the fleet's CPU in the audit drain building a
+ * statement with 10 parameters per row (measured with `npm run bench -- --drain-profile`).
+ */
+const INSERT_HEAD = sql.raw(
+  `insert into ${quoted(getTableName(auditLogs))} (${fields.map(([, c]) => quoted(c.name)).join(", ")}) ` +
+    `select ${fields.map(([f]) => `r.${quoted(f)}`).join(", ")} from json_to_recordset(`,
+);
+const INSERT_TAIL = sql.raw(
+  `::json) as r(${fields.map(([f, c]) => `${quoted(f)} ${c.getSQLType()}`).join(", ")}) ` +
+    `on conflict (${quoted(auditLogs.eventId.name)}) do nothing`,
+);
 
 export interface AuditHandler {
   handle: Handler<typeof auditContract>;
   /** Exposed for metrics and tests (e.g. rows per insert). */
-  batcher: Batcher<AuditRow>;
+  batcher: Batcher<AuditRecord>;
 }
 
 /**
@@ -21,9 +67,9 @@ export interface AuditHandler {
  * job (the batcher splits the batch to find it).
  */
 export function createAuditHandler(db: Db, options: { maxBatch?: number } = {}): AuditHandler {
-  const batcher = createBatcher<AuditRow>(
+  const batcher = createBatcher<AuditRecord>(
     async (rows) => {
-      await db.insert(auditLogs).values(rows).onConflictDoNothing({ target: auditLogs.eventId });
+      await db.execute(sql`${INSERT_HEAD}${JSON.stringify(rows)}${INSERT_TAIL}`);
     },
     options.maxBatch ?? 500,
     // A refused value (e.g. a NUL that slipped past the edge) belongs to one row: find it. An outage
@@ -33,21 +79,21 @@ export function createAuditHandler(db: Db, options: { maxBatch?: number } = {}):
 
   return {
     batcher,
-    handle: (event) => batcher.add(toRow(event)),
+    handle: (event) => batcher.add(toRecord(event)),
   };
 }
 
-function toRow(event: AuditJob): AuditRow {
+function toRecord(event: AuditJob): AuditRecord {
   return {
-    eventId: event.id,
-    eventName: event.name,
-    eventType: event.type,
-    occurredAt: new Date(event.occurredAt),
-    accountId: event.accountId ?? null,
-    workspaceId: event.workspaceId ?? null,
-    userId: event.userId ?? null,
+    event_id: event.id,
+    event_name: event.name,
+    event_type: event.type,
+    occurred_at: event.occurredAt,
+    account_id: event.accountId ?? null,
+    workspace_id: event.workspaceId ?? null,
+    user_id: event.userId ?? null,
     payload: event.payload,
-    actorType: event.actor?.type ?? null,
-    actorId: event.actor?.id ?? null,
+    actor_type: event.actor?.type ?? null,
+    actor_id: event.actor?.id ?? null,
   };
 }
