@@ -81,6 +81,15 @@ export const EdgeEnv = z.object({
   REDIS_CONNECT_TIMEOUT_MS: z.coerce.number().int().min(100).max(30_000).default(2000),
   REDIS_COMMAND_TIMEOUT_MS: z.coerce.number().int().min(100).max(30_000).default(3000),
   /**
+   * How REDIS_URL is reached: `socket` = a fresh connection per request; `durable-object` = through
+   * the RedisConnection objects (binding REDIS_CONNECTION), which hold their connection across
+   * requests (edge/queue/durable-object-transport.ts). Spread over REDIS_DO_SHARDS objects, created
+   * near REDIS_DO_LOCATION_HINT (a Durable Object location hint such as `enam`, `weur`).
+   */
+  REDIS_TRANSPORT: z.enum(["socket", "durable-object"]).default("socket"),
+  REDIS_DO_SHARDS: z.coerce.number().int().min(1).max(256).default(1),
+  REDIS_DO_LOCATION_HINT: z.enum(["wnam", "enam", "sam", "weur", "eeur", "apac", "apac-ne", "apac-se", "oc", "afr", "me"]).optional(),
+  /**
    * Stripe webhook signing secrets, comma-separated (several while rolling one). Optional: unset,
    * `POST /webhooks/stripe` answers 503 and enqueues nothing.
    */
@@ -130,7 +139,7 @@ export type RedisTarget =
   | { transport: "upstash"; url: string; token: string };
 
 function checkRedisChoice(
-  env: { REDIS_URL?: string | undefined; UPSTASH_REDIS_REST_URL?: string | undefined; UPSTASH_REDIS_REST_TOKEN?: string | undefined },
+  env: { REDIS_URL?: string | undefined; UPSTASH_REDIS_REST_URL?: string | undefined; UPSTASH_REDIS_REST_TOKEN?: string | undefined; REDIS_TRANSPORT?: string | undefined },
   ctx: z.RefinementCtx,
 ): void {
   // Runs on partially invalid input too (see `when`), so only strings count as set.
@@ -144,6 +153,7 @@ function checkRedisChoice(
   } else if (!socket && !restUrl && !token) {
     issue("REDIS_URL", "required (or UPSTASH_REDIS_REST_URL + UPSTASH_REDIS_REST_TOKEN)");
   }
+  if (restUrl && env.REDIS_TRANSPORT === "durable-object") issue("REDIS_TRANSPORT", "durable-object needs REDIS_URL, not Upstash REST");
   if (restUrl && !token) issue("UPSTASH_REDIS_REST_TOKEN", "required with UPSTASH_REDIS_REST_URL");
   if (token && !restUrl && !socket) issue("UPSTASH_REDIS_REST_URL", "required with UPSTASH_REDIS_REST_TOKEN");
   // The bearer token must not cross the network in clear text; plain http only on this machine.

@@ -5,6 +5,7 @@ import { createApp } from "./app.ts";
 import { createJwtVerifier } from "./auth/jwt.ts";
 import { parseEdgeEnv, type EdgeEnv } from "./env.ts";
 import { createProducer } from "./queue/producer.ts";
+import { createDurableObjectTransport } from "./queue/durable-object-transport.ts";
 import { createSocketTransport } from "./queue/socket-transport.ts";
 import type { RedisTransport } from "./queue/transport.ts";
 import { createUpstashTransport } from "./queue/upstash-transport.ts";
@@ -15,6 +16,9 @@ let cached: { bindings: unknown; app: ReturnType<typeof createApp> } | undefined
 function appFor(bindings: Record<string, unknown>) {
   if (cached?.bindings !== bindings) {
     const env: EdgeEnv = parseEdgeEnv(bindings);
+    if (env.REDIS_TRANSPORT === "durable-object" && !bindings.REDIS_CONNECTION) {
+      throw new Error("REDIS_TRANSPORT=durable-object needs the REDIS_CONNECTION Durable Object binding (wrangler.toml)");
+    }
     const accepted = env.wake && createWake(env.wake);
     const app = createApp({
       apiKeyHashes: env.API_KEY_HASHES,
@@ -24,7 +28,7 @@ function appFor(bindings: Record<string, unknown>) {
       rateLimits: env.RATE_LIMITS,
       corsOrigins: env.CORS_ORIGINS,
       openQueue: () => {
-        const transport = openTransport(env);
+        const transport = openTransport(env, bindings);
         return { producer: createProducer(transport, { prefix: env.QUEUE_PREFIX }), close: () => transport.close(), accepted };
       },
     });
@@ -33,8 +37,16 @@ function appFor(bindings: Record<string, unknown>) {
   return cached.app;
 }
 
-function openTransport(env: EdgeEnv): RedisTransport {
+function openTransport(env: EdgeEnv, bindings: Record<string, unknown>): RedisTransport {
   const { redis } = env;
+  if (env.REDIS_TRANSPORT === "durable-object") {
+    return createDurableObjectTransport(bindings.REDIS_CONNECTION as DurableObjectNamespace, {
+      shards: env.REDIS_DO_SHARDS,
+      locationHint: env.REDIS_DO_LOCATION_HINT,
+      // The object's own bounds (connect + command) plus a margin for the hop to it.
+      timeoutMs: env.REDIS_CONNECT_TIMEOUT_MS + env.REDIS_COMMAND_TIMEOUT_MS + 1000,
+    });
+  }
   if (redis.transport === "upstash") {
     // One HTTPS request covers connect + command, so it gets both budgets (default 5 s).
     return createUpstashTransport(redis.url, redis.token, {
@@ -46,6 +58,9 @@ function openTransport(env: EdgeEnv): RedisTransport {
     commandTimeoutMs: env.REDIS_COMMAND_TIMEOUT_MS,
   });
 }
+
+// The Durable Object class behind the REDIS_CONNECTION binding must be exported by the entry.
+export { RedisConnection } from "./queue/redis-connection-object.ts";
 
 export default {
   fetch(request, bindings, ctx) {

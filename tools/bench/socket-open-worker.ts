@@ -4,6 +4,9 @@
 // empty Worker is what `cloudflare:sockets` connect costs in workerd.
 import { connect } from "cloudflare:sockets";
 
+// The class wrangler.toml binds (see probe-durable-objects.ts); unused here.
+export { RedisConnection } from "./probe-durable-objects.ts";
+
 export default {
   async fetch(request, env, ctx) {
     await request.arrayBuffer();

@@ -5,6 +5,9 @@
 // validation, the EVALSHA instead of PING).
 import { createSocketTransport } from "../../edge/queue/socket-transport.ts";
 
+// The class wrangler.toml binds (see probe-durable-objects.ts); unused here.
+export { RedisConnection } from "./probe-durable-objects.ts";
+
 export default {
   async fetch(request, env, ctx) {
     await request.arrayBuffer();
