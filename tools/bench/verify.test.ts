@@ -25,7 +25,10 @@ const drainRun = (consumer: "fleet" | "noop"): DrainRun => ({
 
 const transport = (name: "resp" | "rest"): TransportResult => ({ ...loop(70), transport: name, accepted: 70, jobsInRedis: 70, requestBytes: 600 });
 
-const commandsRow = (queue: JobCost["queue"]): JobCost => ({ queue, jobs: 3, failed: 0, clientPerJob: 7, allPerJob: 60, mix: "" });
+const commandsRow = (queue: JobCost["queue"]): JobCost => ({
+  queue, label: "generated id, no rate limit", jobs: 3, failed: 0, clientPerJob: 7, clientBilledPerJob: 6, allPerJob: 60,
+  cost: { all: 60, billed: 59, writes: 25, bytes: 900 }, mix: "",
+});
 
 /** The shape of a sound run, as bench.ts assembles it (every section present). */
 function soundRun(): VerifiedSections {
