@@ -9,6 +9,7 @@ import { createAuditHandler } from "./audit/handler.ts";
 import type { Db } from "./db.ts";
 import { createEmailHandler } from "./email/handler.ts";
 import type { WorkerConfig } from "./env.ts";
+import { createThroughputCounter } from "./autoscaler/throughput.ts";
 import { createOutageGate, type OutageGate, type OutageState } from "./outage.ts";
 import { createProcessor, DEFAULT_OUTAGE_BACKOFF, jsonLog, type FleetHandlers, type Log } from "./runner.ts";
 import { checkEvictionPolicy, reconnectDelay } from "./redis-checks.ts";
@@ -130,6 +131,8 @@ export async function startFleet(config: FleetConfig, deps: FleetDeps): Promise<
     throw err;
   }
 
+  // Completed jobs per queue for the autoscaler's rate: one HINCRBY per busy queue per 15 s.
+  const throughput = createThroughputCounter({ redis, prefix: config.queuePrefix, log });
   const workers = new Map<QueueName, Worker>();
   const gates = new Map<QueueName, OutageGate>();
   const backoff = {
@@ -167,6 +170,7 @@ export async function startFleet(config: FleetConfig, deps: FleetDeps): Promise<
     gates.set(queue, gate);
     // Without a listener an 'error' event would throw; BullMQ reconnects by itself.
     worker.on("error", (err) => log("warn", "worker error", { queue, error: err.message }));
+    worker.on("completed", () => throughput.completed(queue));
     workers.set(queue, worker);
   }
   await Promise.all([...workers.values()].map((w) => w.waitUntilReady()));
@@ -206,6 +210,7 @@ export async function startFleet(config: FleetConfig, deps: FleetDeps): Promise<
       } else {
         await closing;
       }
+      await within(throughput.close(), 1_000);
       await within(redis.quit().catch(() => redis.disconnect()), 1_000);
       redis.disconnect();
       return { drained };
