@@ -27,6 +27,7 @@ describe("parseEnv", () => {
       stalledIntervalMs: 60_000,
       lockDurationMs: 30_000,
       auditBatchMax: 500,
+      jobLog: { perSecond: 10, slowMs: 1_000 },
       outageBackoffMinMs: 1_000,
       outageBackoffMaxMs: 30_000,
       databaseConnectTimeoutMs: 5_000,
@@ -84,6 +85,13 @@ describe("parseEnv", () => {
   it("reads the Stripe key and API base URL", () => {
     const config = parseEnv({ ...minimal, STRIPE_SECRET_KEY: "sk_test_123", STRIPE_API_BASE_URL: "http://127.0.0.1:12111" });
     expect(config).toMatchObject({ stripeSecretKey: "sk_test_123", stripeApiBaseUrl: "http://127.0.0.1:12111" });
+  });
+
+  it("reads the job log rate (a number or all) and slow threshold, and refuses anything else", () => {
+    expect(parseEnv({ ...minimal, JOB_LOG_RATE: "all", JOB_LOG_SLOW_MS: "250" }).jobLog).toEqual({ perSecond: "all", slowMs: 250 });
+    expect(parseEnv({ ...minimal, JOB_LOG_RATE: "0" }).jobLog).toEqual({ perSecond: 0, slowMs: 1_000 });
+    expect(issuesOf({ ...minimal, JOB_LOG_RATE: "some" })).toContain("JOB_LOG_RATE");
+    expect(issuesOf({ ...minimal, JOB_LOG_RATE: "-1" })).toContain("JOB_LOG_RATE");
   });
 
   it("lists every problem at once", () => {

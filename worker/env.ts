@@ -1,6 +1,7 @@
 import { z } from "zod";
 import { DEFAULT_QUEUE_PREFIX, QUEUE_PREFIX_PATTERN, type QueueName } from "../shared/jobs/contract.ts";
 import { QUEUE_NAMES } from "../shared/jobs/registry.ts";
+import { DEFAULT_JOB_LOG, type JobLogSettings } from "./job-log.ts";
 
 /**
  * The worker's whole configuration, parsed once at the entry point. Nothing else in worker/ reads
@@ -92,6 +93,13 @@ const EnvSchema = z.object({
   DATABASE_QUERY_TIMEOUT_MS: positiveInt.default(15_000),
   /** Max rows one audit insert carries. */
   AUDIT_BATCH_MAX: positiveInt.max(5_000).default(500),
+  /**
+   * Completed-job log lines per queue per second (worker/job-log.ts); completions above it are
+   * counted into one summary line per queue per 10 s. `all` logs every job. Failures, retries and
+   * jobs slower than JOB_LOG_SLOW_MS are always logged.
+   */
+  JOB_LOG_RATE: z.union([z.literal("all"), z.coerce.number().int().min(0)]).default(DEFAULT_JOB_LOG.perSecond),
+  JOB_LOG_SLOW_MS: z.coerce.number().int().min(0).default(DEFAULT_JOB_LOG.slowMs),
   PORT: z.coerce.number().int().min(0).max(65_535).default(8080),
   RESEND_API_KEY: optionalString,
   /**
@@ -154,6 +162,7 @@ export interface WorkerConfig {
   stalledIntervalMs: number;
   lockDurationMs: number;
   auditBatchMax: number;
+  jobLog: JobLogSettings;
   outageBackoffMinMs: number;
   outageBackoffMaxMs: number;
   databaseConnectTimeoutMs: number;
@@ -209,6 +218,7 @@ export function parseEnv(source: Record<string, string | undefined>): WorkerConf
     stalledIntervalMs: env.WORKER_STALLED_INTERVAL_MS,
     lockDurationMs: env.WORKER_LOCK_DURATION_MS,
     auditBatchMax: env.AUDIT_BATCH_MAX,
+    jobLog: { perSecond: env.JOB_LOG_RATE, slowMs: env.JOB_LOG_SLOW_MS },
     outageBackoffMinMs: env.OUTAGE_BACKOFF_MIN_MS,
     outageBackoffMaxMs: Math.max(env.OUTAGE_BACKOFF_MAX_MS, env.OUTAGE_BACKOFF_MIN_MS),
     databaseConnectTimeoutMs: env.DATABASE_CONNECT_TIMEOUT_MS,

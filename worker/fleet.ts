@@ -10,6 +10,7 @@ import type { Db } from "./db.ts";
 import { createEmailHandler } from "./email/handler.ts";
 import type { WorkerConfig } from "./env.ts";
 import { createThroughputCounter } from "./autoscaler/throughput.ts";
+import { createJobLog } from "./job-log.ts";
 import { createOutageGate, type OutageGate, type OutageState } from "./outage.ts";
 import { createProcessor, DEFAULT_OUTAGE_BACKOFF, jsonLog, type FleetHandlers, type Log } from "./runner.ts";
 import { checkEvictionPolicy, reconnectDelay } from "./redis-checks.ts";
@@ -28,7 +29,7 @@ export type FleetConfig = Pick<
   | "lockDurationMs"
   | "emailRatePerSecond"
 > &
-  Partial<Pick<WorkerConfig, "outageBackoffMinMs" | "outageBackoffMaxMs">>;
+  Partial<Pick<WorkerConfig, "outageBackoffMinMs" | "outageBackoffMaxMs" | "jobLog">>;
 
 export interface FleetDeps {
   /**
@@ -114,6 +115,8 @@ export function createHandlers(
 
 export async function startFleet(config: FleetConfig, deps: FleetDeps): Promise<Fleet> {
   const log = deps.log ?? jsonLog;
+  // Completed-job lines, sampled above config.jobLog.perSecond per queue (worker/job-log.ts).
+  const jobLog = createJobLog(log, config.jobLog);
   const unhandled = config.queues.filter((queue) => deps.handlers[queue] === undefined);
   if (unhandled.length > 0) throw new Error(`no handler for queue(s) ${unhandled.join(", ")}`);
   const connection = redisOptions(config.redisUrl, config.redisCaCertPath);
@@ -161,6 +164,7 @@ export async function startFleet(config: FleetConfig, deps: FleetDeps): Promise<
     const processor = createProcessor(contract, handler as never, {
       log,
       outages: gate,
+      jobLog,
       // BullMQ's manual rate limit: sets the queue's limiter key; the job is then moved back to wait.
       holdOff: async (ms) => {
         await worker?.rateLimit(ms);
@@ -210,6 +214,7 @@ export async function startFleet(config: FleetConfig, deps: FleetDeps): Promise<
       } else {
         await closing;
       }
+      jobLog.flush();
       await within(throughput.close(), 1_000);
       await within(redis.quit().catch(() => redis.disconnect()), 1_000);
       redis.disconnect();

@@ -2,13 +2,15 @@ import { UnrecoverableError, Worker, type Job, type Processor } from "bullmq";
 import type { z } from "zod";
 import type { JobContract, JobData } from "../shared/jobs/contract.ts";
 import type { contracts } from "../shared/jobs/registry.ts";
+import { createJobLog, type JobLog } from "./job-log.ts";
 import { createOutageGate, findOutage, publicMessage, type OutageBackoff, type OutageGate } from "./outage.ts";
 
 export { DependencyDownError } from "./outage.ts";
 
 /**
  * The one generic runner: contract + plain handler → BullMQ processor. It validates the payload,
- * writes one log line per job and turns failures into the three signals BullMQ understands:
+ * logs the job (every failure; completed jobs through `JobLog`, which samples them at high rates)
+ * and turns failures into the three signals BullMQ understands:
  * - `UnrecoverableError`: the job can never succeed; stop retrying.
  * - a plain error: the job failed this time; retry with the contract's backoff (spends an attempt).
  * - BullMQ's `RateLimitError` after `worker.rateLimit(ms)`: a dependency is down (worker/outage.ts);
@@ -62,6 +64,8 @@ export interface ProcessorOptions {
   /** This queue's outage bookkeeping; shared with /readyz. */
   outages?: OutageGate;
   backoff?: OutageBackoff;
+  /** Where completed-job lines go (sampled above a rate); default: every queue's own, on `log`. */
+  jobLog?: JobLog;
 }
 
 export const DEFAULT_OUTAGE_BACKOFF: OutageBackoff = { minMs: 1_000, maxMs: 30_000 };
@@ -74,6 +78,7 @@ export function createProcessor<C extends JobContract>(
   const opts = typeof options === "function" ? { log: options } : options;
   const log = opts.log ?? jsonLog;
   const outages = opts.outages ?? createOutageGate(opts.backoff ?? DEFAULT_OUTAGE_BACKOFF);
+  const jobLog = opts.jobLog ?? createJobLog(log);
   return async (job: Job<unknown, unknown>) => {
     const started = performance.now();
     const attempt = job.attemptsMade + 1;
@@ -98,7 +103,10 @@ export function createProcessor<C extends JobContract>(
       const result = await handler(data, ctx);
       const ended = outages.up();
       if (ended) log("info", "dependency back; queue resumed", { queue: contract.queue, dependency: ended.dependency, since: ended.since, jobsReturned: ended.jobsReturned });
-      log("info", "job completed", { ...fields, durationMs: elapsed(started), outcome: "completed" });
+      const durationMs = elapsed(started);
+      fields.durationMs = durationMs;
+      fields.outcome = "completed";
+      jobLog.completed(contract.queue, durationMs, fields);
       return result;
     } catch (err) {
       const outage = opts.holdOff ? findOutage(err) : undefined;

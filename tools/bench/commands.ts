@@ -298,9 +298,11 @@ export function formatCommands(jobs: JobCost[], idle: IdleCost[]): string {
   const priced = matrix.filter((j) => j.label === "caller id, rate limit");
   const pricedRows = priced.length > 0 ? priced : matrix;
   const job = perJob(pricedRows);
-  const idleOf = (replicas: number) => idle.find((r) => (r.settings.replicas ?? 1) === replicas && r.label.startsWith("shipped"))?.cost;
+  // The shipped settings' rows: 1 and 5 processes, and 0 (scaled to zero, nothing connected).
+  const idleOf = (replicas: number) =>
+    idle.find((r) => /^(shipped|scaled to zero)/.test(r.label) && (r.settings.replicas ?? 1) === replicas)?.cost;
   if (matrix.length > 0 && idleOf(1)) {
-    const rowsFor = (readRegions: number) => [0, 10_000, 1_000_000].flatMap((perDay) => [1, 5].map((replicas) => {
+    const rowsFor = (readRegions: number) => [0, 10_000, 1_000_000].flatMap((perDay) => (perDay === 0 && idleOf(0) ? [0, 1, 5] : [1, 5]).map((replicas) => {
       // The measured replicas row when there is one (5 processes side by side), else 1 × replicas.
       const measured = idleOf(replicas);
       const usage = { perJob: job, idlePerMinute: measured ?? scale(idleOf(1)!, replicas) };

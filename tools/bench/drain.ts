@@ -67,8 +67,8 @@ const ADD_BULK_CHUNK = 1000;
 const POLL_MS = 10;
 /**
  * The fleet's shipped defaults (WORKER_DRAIN_DELAY_SECONDS, WORKER_STALLED_INTERVAL_MS,
- * WORKER_LOCK_DURATION_MS), taken from the env parser itself so the benchmark follows them when
- * they change. Both consumers get them. The URLs only satisfy the schema; nothing connects to them.
+ * WORKER_LOCK_DURATION_MS; the fleet also gets JOB_LOG_RATE / JOB_LOG_SLOW_MS), taken from the env
+ * parser itself so the benchmark follows them when they change. Both consumers get them. The URLs only satisfy the schema; nothing connects to them.
  */
 const FLEET_DEFAULTS = parseEnv({ REDIS_URL: "redis://127.0.0.1:6379", DATABASE_URL: "postgres://bench@127.0.0.1:5432/bench", EMAIL_CAPTURE: "1" });
 
@@ -146,6 +146,7 @@ async function drainOnce(env: DrainEnv, settings: DrainSettings, consumer: Consu
       stalledIntervalMs: FLEET_DEFAULTS.stalledIntervalMs,
       lockDurationMs: FLEET_DEFAULTS.lockDurationMs,
       emailRatePerSecond: 2,
+      jobLog: FLEET_DEFAULTS.jobLog,
     };
     const audit = createAuditHandler(env.database.db, { maxBatch: settings.auditBatchMax });
     const handlers = {
