@@ -66,6 +66,8 @@ describe("three worker processes on the same queues", () => {
       EMAIL_RATE_PER_SECOND: "1000",
       WORKER_DRAIN_DELAY_SECONDS: "1",
       SHUTDOWN_TIMEOUT_MS: "10000",
+      // Every completed job logged (not sampled): the test counts them per process.
+      JOB_LOG_RATE: "all",
     };
     const fleet = await Promise.all([0, 1, 2].map(() => startFleetProcess(env)));
     cleanups.push(async () => void (await Promise.all(fleet.map((p) => p.stop("SIGKILL")))));
