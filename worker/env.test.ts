@@ -41,6 +41,30 @@ describe("parseEnv", () => {
       stripeSecretKey: undefined,
       stripeApiBaseUrl: undefined,
       shutdownTimeoutMs: 25_000,
+      metricsToken: undefined,
+      dashboard: undefined,
+    });
+  });
+
+  describe("metrics token and dashboard credentials", () => {
+    it("reads a metrics token, and refuses a short one", () => {
+      expect(parseEnv({ ...minimal, METRICS_TOKEN: "0123456789abcdef" }).metricsToken).toBe("0123456789abcdef");
+      expect(issuesOf({ ...minimal, METRICS_TOKEN: "short" })).toContain("METRICS_TOKEN");
+    });
+
+    it("turns the dashboard on with both credentials", () => {
+      const config = parseEnv({ ...minimal, DASHBOARD_USER: "ops", DASHBOARD_PASSWORD: "correct horse battery" });
+      expect(config.dashboard).toEqual({ user: "ops", password: "correct horse battery" });
+    });
+
+    it("refuses half a dashboard configuration, naming the missing variable", () => {
+      expect(issuesOf({ ...minimal, DASHBOARD_USER: "ops" })).toMatch(/^DASHBOARD_PASSWORD: .*both/m);
+      expect(issuesOf({ ...minimal, DASHBOARD_PASSWORD: "correct horse battery" })).toMatch(/^DASHBOARD_USER: .*both/m);
+    });
+
+    it("refuses a short password and a user name with a colon (basic auth's separator)", () => {
+      expect(issuesOf({ ...minimal, DASHBOARD_USER: "ops", DASHBOARD_PASSWORD: "short" })).toContain("DASHBOARD_PASSWORD");
+      expect(issuesOf({ ...minimal, DASHBOARD_USER: "o:ps", DASHBOARD_PASSWORD: "correct horse battery" })).toContain("DASHBOARD_USER");
     });
   });
 

@@ -131,7 +131,23 @@ const EnvSchema = z.object({
    * platform SIGKILLs after that), leaving a few seconds for closing connections.
    */
   SHUTDOWN_TIMEOUT_MS: positiveInt.default(25_000),
+  /**
+   * When set, `/metrics` answers only `Authorization: Bearer <token>`. Default: open — it carries
+   * counts and timings, never job ids or payloads, and a worker service has no public domain unless
+   * one is added; set a token whenever the port is reachable from outside.
+   */
+  METRICS_TOKEN: optionalString.refine((t) => t === undefined || t.length >= 16, "at least 16 characters"),
+  /**
+   * The queue dashboard (`/dashboard`, worker/dashboard.ts) is served only when both are set, behind
+   * HTTP basic auth with these credentials; one without the other stops start-up.
+   */
+  DASHBOARD_USER: optionalString.refine((u) => u === undefined || !u.includes(":"), "must not contain ':'"),
+  DASHBOARD_PASSWORD: optionalString.refine((p) => p === undefined || p.length >= 12, "at least 12 characters"),
 }).superRefine((env, ctx) => {
+  if ((env.DASHBOARD_USER === undefined) !== (env.DASHBOARD_PASSWORD === undefined)) {
+    const missing = env.DASHBOARD_USER === undefined ? "DASHBOARD_USER" : "DASHBOARD_PASSWORD";
+    ctx.addIssue({ code: "custom", path: [missing], message: "the dashboard needs both DASHBOARD_USER and DASHBOARD_PASSWORD (or neither: no dashboard)" });
+  }
   if (env.DATABASE_QUERY_TIMEOUT_MS >= env.WORKER_LOCK_DURATION_MS) {
     ctx.addIssue({ code: "custom", path: ["DATABASE_QUERY_TIMEOUT_MS"], message: "must be below WORKER_LOCK_DURATION_MS" });
   }
@@ -178,6 +194,10 @@ export interface WorkerConfig {
   stripeSecretKey: string | undefined;
   stripeApiBaseUrl: string | undefined;
   shutdownTimeoutMs: number;
+  /** Bearer token `/metrics` requires; undefined = open. */
+  metricsToken: string | undefined;
+  /** Dashboard credentials; undefined = no dashboard. */
+  dashboard: { user: string; password: string } | undefined;
 }
 
 export class EnvError extends Error {
@@ -232,6 +252,11 @@ export function parseEnv(source: Record<string, string | undefined>): WorkerConf
     stripeSecretKey: env.STRIPE_SECRET_KEY,
     stripeApiBaseUrl: env.STRIPE_API_BASE_URL,
     shutdownTimeoutMs: env.SHUTDOWN_TIMEOUT_MS,
+    metricsToken: env.METRICS_TOKEN,
+    dashboard:
+      env.DASHBOARD_USER !== undefined && env.DASHBOARD_PASSWORD !== undefined
+        ? { user: env.DASHBOARD_USER, password: env.DASHBOARD_PASSWORD }
+        : undefined,
   };
 }
 

@@ -9,6 +9,7 @@ import { createAuditHandler } from "./audit/handler.ts";
 import type { Db } from "./db.ts";
 import { createEmailHandler } from "./email/handler.ts";
 import type { WorkerConfig } from "./env.ts";
+import { createJobMetrics, readBacklog, type JobMetrics, type QueueBacklog } from "./metrics.ts";
 import { createThroughputCounter } from "./autoscaler/throughput.ts";
 import { createJobLog } from "./job-log.ts";
 import { createOutageGate, type OutageGate, type OutageState } from "./outage.ts";
@@ -48,6 +49,10 @@ export interface Fleet {
   ping(): Promise<void>;
   /** Queues currently held off because a dependency is down (worker/outage.ts). */
   outages(): Partial<Record<QueueName, OutageState>>;
+  /** Job counters and durations of this process (worker/metrics.ts), for /metrics. */
+  readonly jobs: JobMetrics;
+  /** Backlog, active jobs and oldest waiting job per queue: one Redis round trip (worker/metrics.ts). */
+  backlog(): Promise<ReadonlyMap<QueueName, QueueBacklog>>;
   /**
    * Stops taking jobs and waits for running ones. After `timeoutMs` the remaining jobs are
    * abandoned (connections dropped): their locks lapse and BullMQ's stalled check hands them to
@@ -138,6 +143,7 @@ export async function startFleet(config: FleetConfig, deps: FleetDeps): Promise<
   const throughput = createThroughputCounter({ redis, prefix: config.queuePrefix, log });
   const workers = new Map<QueueName, Worker>();
   const gates = new Map<QueueName, OutageGate>();
+  const jobs = createJobMetrics(config.queues);
   const backoff = {
     minMs: config.outageBackoffMinMs ?? DEFAULT_OUTAGE_BACKOFF.minMs,
     maxMs: config.outageBackoffMaxMs ?? DEFAULT_OUTAGE_BACKOFF.maxMs,
@@ -167,6 +173,7 @@ export async function startFleet(config: FleetConfig, deps: FleetDeps): Promise<
       jobLog,
       // BullMQ's manual rate limit: sets the queue's limiter key; the job is then moved back to wait.
       holdOff: async (ms) => {
+        jobs.heldOff(queue);
         await worker?.rateLimit(ms);
       },
     });
@@ -175,6 +182,7 @@ export async function startFleet(config: FleetConfig, deps: FleetDeps): Promise<
     // Without a listener an 'error' event would throw; BullMQ reconnects by itself.
     worker.on("error", (err) => log("warn", "worker error", { queue, error: err.message }));
     worker.on("completed", () => throughput.completed(queue));
+    jobs.watch(queue, worker);
     workers.set(queue, worker);
   }
   await Promise.all([...workers.values()].map((w) => w.waitUntilReady()));
@@ -186,6 +194,8 @@ export async function startFleet(config: FleetConfig, deps: FleetDeps): Promise<
       const reply = await redis.ping();
       if (reply !== "PONG") throw new Error(`unexpected PING reply ${reply}`);
     },
+    jobs,
+    backlog: () => readBacklog(redis, config.queuePrefix, config.queues),
     outages: () => {
       const out: Partial<Record<QueueName, OutageState>> = {};
       for (const [queue, gate] of gates) {

@@ -1,11 +1,17 @@
-import { createServer, type Server } from "node:http";
+import type { Server } from "node:http";
 import type { AddressInfo } from "node:net";
+import { createAdaptorServer } from "@hono/node-server";
+import { Hono } from "hono";
+import { bearerAuth } from "hono/bearer-auth";
 
 /**
- * Liveness and readiness over plain node:http.
+ * The worker's operations server (a small Hono app on @hono/node-server):
  * - `/healthz`: 200 whenever the process can answer — restarting it would not help otherwise.
  * - `/readyz`: 200 only when every dependency answers (Redis PING, Postgres `select 1`), else 503
  *   naming the failing ones, so the platform holds traffic/deploys instead of killing the process.
+ * - `/metrics`: Prometheus text (worker/metrics.ts), behind a bearer token when one is configured.
+ * - `/dashboard`: the queue dashboard (worker/dashboard.ts) when configured, with its own auth.
+ * In roles `api` and `all` the API server routes these paths to the same app (worker/api/server.ts).
  */
 
 export type Check = () => Promise<void>;
@@ -21,6 +27,12 @@ export interface HealthOptions {
    * provider is down (the process is healthy and restarting it would not help).
    */
   details?: () => Record<string, unknown>;
+  /** `/metrics` (worker/metrics.ts `createMetrics`); absent → 404. */
+  metrics?: { readonly contentType: string; render(): Promise<string> } | undefined;
+  /** `Authorization: Bearer <token>` required on `/metrics` when set (METRICS_TOKEN). */
+  metricsToken?: string | undefined;
+  /** Mounted under `/dashboard` (worker/dashboard.ts), authentication included; absent → 404. */
+  dashboard?: { fetch(request: Request): Response | Promise<Response> } | undefined;
 }
 
 export interface HealthServer {
@@ -67,25 +79,40 @@ function describeError(err: unknown): string {
   return [typeof code === "string" ? code : undefined, e.message || e.name].filter(Boolean).join(": ");
 }
 
-export async function startHealthServer(options: HealthOptions): Promise<HealthServer> {
+/** Paths the operations app answers; the API server (roles api, all) routes exactly these to it. */
+export function isOpsPath(path: string, options: Pick<HealthOptions, "metrics" | "dashboard">): boolean {
+  if (path === "/healthz" || path === "/readyz") return true;
+  if (path === "/metrics") return options.metrics !== undefined;
+  return options.dashboard !== undefined && (path === "/dashboard" || path.startsWith("/dashboard/"));
+}
+
+export function createOpsApp(options: Omit<HealthOptions, "port">): Hono {
   const timeoutMs = options.checkTimeoutMs ?? 2_000;
-  const server: Server = createServer((req, res) => {
-    const path = (req.url ?? "/").split("?")[0];
-    const reply = (status: number, body: unknown) => {
-      res.writeHead(status, { "content-type": "application/json", "cache-control": "no-store" });
-      res.end(JSON.stringify(body));
-    };
-    if (req.method !== "GET" && req.method !== "HEAD") return reply(405, { error: "method not allowed" });
-    if (path === "/healthz") return reply(200, { status: "ok" });
-    if (path === "/readyz") {
-      checkReadiness(options.checks, timeoutMs).then(
-        (r) => reply(r.ok ? 200 : 503, { status: r.ok ? "ready" : "not ready", checks: r.checks, ...options.details?.() }),
-        (err: unknown) => reply(503, { status: "not ready", error: String(err) }),
-      );
-      return;
+  const app = new Hono();
+  const noStore = { "cache-control": "no-store" };
+  app.on(["POST", "PUT", "PATCH", "DELETE", "OPTIONS"], ["/healthz", "/readyz", "/metrics"], (c) => c.json({ error: "method not allowed" }, 405));
+  app.get("/healthz", (c) => c.json({ status: "ok" }, 200, noStore));
+  app.get("/readyz", async (c) => {
+    try {
+      const r = await checkReadiness(options.checks, timeoutMs);
+      return c.json({ status: r.ok ? "ready" : "not ready", checks: r.checks, ...options.details?.() }, r.ok ? 200 : 503, noStore);
+    } catch (err) {
+      return c.json({ status: "not ready", error: String(err) }, 503, noStore);
     }
-    reply(404, { error: "not found" });
   });
+  const { metrics, metricsToken, dashboard } = options;
+  if (metrics) {
+    if (metricsToken) app.use("/metrics", bearerAuth({ token: metricsToken }));
+    app.get("/metrics", async (c) => c.body(await metrics.render(), 200, { "content-type": metrics.contentType, ...noStore }));
+  }
+  if (dashboard) app.all("/dashboard/*", (c) => dashboard.fetch(c.req.raw));
+  app.notFound((c) => c.json({ error: "not found" }, 404));
+  return app;
+}
+
+export async function startHealthServer(options: HealthOptions): Promise<HealthServer> {
+  const app = createOpsApp(options);
+  const server = createAdaptorServer({ fetch: app.fetch }) as Server;
   // Probes are short; don't let a keep-alive probe connection delay shutdown.
   server.keepAliveTimeout = 1_000;
   await new Promise<void>((resolve, reject) => {

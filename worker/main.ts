@@ -1,9 +1,11 @@
 import { ApiEnvError, parseApiEnv, type ApiConfig } from "./api/env.ts";
 import { createNodeApi, startApiServer, type ApiServer } from "./api/server.ts";
+import { createDashboard, DASHBOARD_PATH, type Dashboard } from "./dashboard.ts";
 import { createDb, type Database } from "./db.ts";
 import { EnvError, parseEnv, parseRole, type Role, type WorkerConfig } from "./env.ts";
 import { createHandlers, startFleet, type Fleet } from "./fleet.ts";
 import { startHealthServer, type Check, type HealthServer } from "./health.ts";
+import { createMetrics } from "./metrics.ts";
 import { jsonLog as log } from "./runner.ts";
 
 /**
@@ -62,15 +64,20 @@ const details = fleet ? () => ({ outages: fleet.outages() }) : undefined;
 if (fleet) checks.redis = fleet.ping;
 if (database) checks.postgres = database.ping;
 
+// /metrics and /dashboard wherever the fleet runs (worker/health.ts); off in role api.
+const metrics = fleet && config && createMetrics({ queues: config.queues, jobs: fleet.jobs, backlog: fleet.backlog, outages: fleet.outages, checks });
+const dashboard: Dashboard | undefined = config?.dashboard && createDashboard({ config, auth: config.dashboard });
+const ops = { metrics, metricsToken: config?.metricsToken, dashboard: dashboard?.app };
+
 let api: (ReturnType<typeof createNodeApi> & { server: ApiServer }) | undefined;
 let health: HealthServer | undefined;
 if (apiConfig) {
   const nodeApi = createNodeApi(apiConfig);
   // With the fleet in the process, `redis` is the fleet's connection; the API's own is checked too.
   checks[fleet ? "api-redis" : "redis"] = nodeApi.ping;
-  api = { ...nodeApi, server: await startApiServer({ port: apiConfig.port, app: nodeApi.app, checks, ...(details ? { details } : {}) }) };
+  api = { ...nodeApi, server: await startApiServer({ port: apiConfig.port, app: nodeApi.app, checks, ...ops, ...(details ? { details } : {}) }) };
 } else {
-  health = await startHealthServer({ port: config?.port ?? 8080, checks, ...(details ? { details } : {}) });
+  health = await startHealthServer({ port: config?.port ?? 8080, checks, ...ops, ...(details ? { details } : {}) });
 }
 const port = api?.server.port ?? health?.port;
 
@@ -99,6 +106,7 @@ async function shutdown(signal: NodeJS.Signals): Promise<void> {
     if (!drained) log("warn", "shutdown timed out; unfinished jobs will be retried by another worker");
   }
   await health?.close();
+  await dashboard?.close();
   await api?.close();
   await database?.close();
   // drained: every running job finished; answered: every HTTP request in flight got its answer.
@@ -119,6 +127,8 @@ if (config) {
     port,
     db: database?.driver,
     email: !config.queues.includes("email") ? "off" : config.emailCapture ? "capture" : "resend",
+    metrics: config.metricsToken ? "/metrics (bearer token)" : "/metrics",
+    dashboard: dashboard ? DASHBOARD_PATH : "off",
     ...(apiConfig ? { role, api: apiConfig.redis.transport } : {}),
     pid: process.pid,
   });

@@ -14,20 +14,17 @@ import { createJwtVerifier } from "../../edge/auth/jwt.ts";
 import { createProducer } from "../../edge/queue/producer.ts";
 import { createUpstashTransport } from "../../edge/queue/upstash-transport.ts";
 import { createWake } from "../../edge/wake.ts";
-import { checkReadiness, type Check } from "../health.ts";
+import { createOpsApp, isOpsPath, type Check, type HealthOptions } from "../health.ts";
 import type { ApiConfig } from "./env.ts";
 import { createNodeRedis } from "./node-transport.ts";
 
-export interface ApiServerOptions {
-  /** 0 picks a free port (tests). */
-  port: number;
+/**
+ * `checks`: readiness checks for `/readyz` (Redis; Postgres too when the fleet shares the process);
+ * `metrics` and `dashboard` when the fleet runs here (role all). See worker/health.ts.
+ */
+export interface ApiServerOptions extends HealthOptions {
   /** Anything with a fetch handler: `createApp(...)`. */
   app: { fetch(request: Request): Response | Promise<Response> };
-  /** Readiness checks for `/readyz` (Redis; Postgres too when the fleet shares the process). */
-  checks: Record<string, Check>;
-  checkTimeoutMs?: number;
-  /** Extra facts for `/readyz`'s body that don't decide readiness (see worker/health.ts). */
-  details?: () => Record<string, unknown>;
 }
 
 export interface ApiServer {
@@ -40,18 +37,10 @@ export interface ApiServer {
 }
 
 export async function startApiServer(options: ApiServerOptions): Promise<ApiServer> {
-  const timeoutMs = options.checkTimeoutMs ?? 2_000;
+  const ops = createOpsApp(options);
   const listener = getRequestListener(async (request) => {
     const path = new URL(request.url).pathname;
-    if (path === "/healthz" || path === "/readyz") {
-      if (request.method !== "GET" && request.method !== "HEAD") {
-        return Response.json({ error: "method not allowed" }, { status: 405 });
-      }
-      const headers = { "cache-control": "no-store" };
-      if (path === "/healthz") return Response.json({ status: "ok" }, { headers });
-      const r = await checkReadiness(options.checks, timeoutMs);
-      return Response.json({ status: r.ok ? "ready" : "not ready", checks: r.checks, ...options.details?.() }, { status: r.ok ? 200 : 503, headers });
-    }
+    if (isOpsPath(path, options)) return ops.fetch(request);
     return options.app.fetch(request);
   });
   const server: Server = createServer(listener);
