@@ -159,13 +159,15 @@ export function parseAutoscalerEnv(source: Record<string, string | undefined>): 
     }
   }
 
+  // Read from the source, so these are listed even when other variables are wrong.
   let railway: RailwayAuth | undefined;
-  if (env) {
-    if (env.RAILWAY_TOKEN && env.RAILWAY_API_TOKEN) issues.push("RAILWAY_TOKEN / RAILWAY_API_TOKEN: set one, not both (project token or account token)");
-    else if (env.RAILWAY_TOKEN) railway = { kind: "project", token: env.RAILWAY_TOKEN };
-    else if (env.RAILWAY_API_TOKEN) railway = { kind: "account", token: env.RAILWAY_API_TOKEN };
-    else if (!env.DRY_RUN) issues.push("RAILWAY_TOKEN / RAILWAY_API_TOKEN: one is required (a project token scoped to the fleet's environment is enough), or DRY_RUN=1");
-  }
+  const projectToken = source.RAILWAY_TOKEN?.trim() || undefined;
+  const accountToken = source.RAILWAY_API_TOKEN?.trim() || undefined;
+  const dryRun = env?.DRY_RUN ?? false;
+  if (projectToken && accountToken) issues.push("RAILWAY_TOKEN / RAILWAY_API_TOKEN: set one, not both (project token or account token)");
+  else if (projectToken) railway = { kind: "project", token: projectToken };
+  else if (accountToken) railway = { kind: "account", token: accountToken };
+  else if (!dryRun) issues.push("RAILWAY_TOKEN / RAILWAY_API_TOKEN: one is required (a project token scoped to the fleet's environment is enough), or DRY_RUN=1");
 
   if (issues.length > 0 || !env) throw new AutoscalerEnvError(issues);
   return {
