@@ -200,18 +200,28 @@ export async function measureJobs(
     if (backlog > 0) {
       // The queue's worker closes while the backlog is enqueued; a second fleet process (the
       // shipped concurrency) then drains it: what a busy queue costs per job.
-      const v: JobVariant = { label: `backlog of ${backlog}, drained at concurrency ${parseEnv({ REDIS_URL: "redis://x", DATABASE_URL: "postgres://x", EMAIL_CAPTURE: "1" }).concurrency.audit}`, queue: "audit", callerId: false, rateLimit: false, retained: kept(auditContract) };
+      const busy = parseEnv({ REDIS_URL: redisServer.url, DATABASE_URL: pg.url, WORKER_QUEUES: "audit", EMAIL_CAPTURE: "1" });
+      const v: JobVariant = {
+        label: `backlog of ${backlog}, drained at concurrency ${busy.concurrency.audit}`, queue: "audit", callerId: false, rateLimit: false, retained: kept(auditContract),
+      };
       await fleet.workers.get("audit")?.close();
       await resetQueue(admin, config.queuePrefix, "audit", v.retained ?? 0);
-      const busy = parseEnv({ REDIS_URL: redisServer.url, DATABASE_URL: pg.url, WORKER_QUEUES: "audit", EMAIL_CAPTURE: "1" });
       const failedBefore = failed;
       let drained = 0;
       const { calls, bytes } = await window(async () => {
         for (let i = 0; i < backlog; i++) await enqueue(v, 2_000_000 + i);
         const second = await startFleet(busy, { handlers: createHandlers(database.db, busy), log: () => {} });
-        second.workers.get("audit")?.on("completed", () => void drained++);
-        while (drained < backlog) await new Promise((r) => setTimeout(r, 5));
+        const worker = second.workers.get("audit");
+        worker?.on("completed", () => void drained++);
+        worker?.on("failed", (job, err) => {
+          drained++;
+          failed++;
+          console.error(`audit job ${job?.id} failed: ${err.message}`);
+        });
+        const deadline = Date.now() + 300_000;
+        while (drained < backlog && Date.now() < deadline) await new Promise((r) => setTimeout(r, 5));
         await second.close(5_000);
+        if (drained < backlog) throw new Error(`backlog: ${drained} of ${backlog} jobs finished within 300 s`);
       });
       raw.push({ v, jobs: backlog, failed: failed - failedBefore, calls, bytes });
     }
