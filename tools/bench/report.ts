@@ -9,12 +9,14 @@ import { perJob } from "./redis-stats.ts";
 import type { StripeBenchResult, StripeBenchSettings } from "./stripe.ts";
 import type { Machine, Usage } from "./system.ts";
 import type { TransportResult } from "./transports.ts";
+import { formatLatency, type LatencyBenchResult, type LatencySettings } from "./latency.ts";
 
 export interface ReportInput {
   machine: Machine & { redis: string; postgres: string };
   enqueue?: { settings: EnqueueSettings; results: TargetResult[] };
   drain?: { jobs: number; concurrency: number; rounds: number; result: DrainResult };
   transports?: { requests: number; concurrency: number; results: TransportResult[] };
+  rtt?: { settings: LatencySettings; result: LatencyBenchResult };
   stripe?: { settings: StripeBenchSettings; result: StripeBenchResult };
   commands?: { jobs: JobCost[]; idle: IdleCost[] };
   fsync?: { settings: FsyncSettings; results: FsyncResult[] };
@@ -23,8 +25,8 @@ export interface ReportInput {
 
 /** Throughput share of the edge over the floor that counts as "the edge adds little". */
 export const EDGE_TARGET = 0.8;
-/** Fleet drain rate over a no-op worker's. */
-export const DRAIN_TARGET = 0.5;
+/** Fleet drain rate over a no-op worker's (issue #11: 80 %). */
+export const DRAIN_TARGET = 0.8;
 
 const LABELS: Record<TargetName, string> = {
   edge: "edge `POST /v1/events` (wrangler dev)",
@@ -139,7 +141,8 @@ export function formatReport(input: ReportInput): string {
         ]),
       ),
       "",
-      `Fleet / no-op: **${pct(ratio)}** (target ≥ ${pct(DRAIN_TARGET)}: ${verdict(ratio >= DRAIN_TARGET)}). ` +
+      `Fleet / no-op: **${pct(ratio)}** (target ≥ ${pct(DRAIN_TARGET)}: ${verdict(ratio >= DRAIN_TARGET)}; ` +
+        `round by round ${runs("fleet").map((r, i) => pct(r.perSecond / (runs("noop")[i]?.perSecond ?? NaN))).join(" / ")}). ` +
         `Fleet inserts: ${inserts} multi-row inserts for ${jobs * fleetRuns.length} rows ` +
         `(avg ${f((jobs * fleetRuns.length) / inserts, 0)} rows, largest ${Math.max(...fleetRuns.map((r) => r.largestInsert ?? 0))}).`,
       "",
@@ -156,6 +159,7 @@ export function formatReport(input: ReportInput): string {
   }
 
   if (input.transports) out.push("", ...transportSection(input.transports));
+  if (input.rtt) out.push(...formatLatency(input.rtt.settings, input.rtt.result));
   if (input.stripe) out.push("", ...stripeSection(input.stripe));
   if (input.commands) {
     const windowMs = input.commands.idle[0]?.windowMs ?? 0;
