@@ -62,6 +62,15 @@ export interface AuthOptions {
  */
 export function authenticate(options: AuthOptions) {
   const keys = options.apiKeys.map((k): ApiKey => (typeof k === "string" ? { digest: k } : k));
+  /**
+   * Credentials already proven valid → their caller, so a key's SHA-256 is computed once per
+   * isolate instead of once per request. Only matches go in, and a match is one of the configured
+   * digests, so the map never holds more entries than `keys` (junk credentials cannot grow it).
+   * It lives as long as this app, i.e. one isolate's bindings: changing API_KEY_HASHES builds a
+   * new app and drops it. A hit is a Map lookup on the whole credential; it reveals only what the
+   * answer reveals anyway (this credential is valid), never how close another one is.
+   */
+  const known = new Map<string, Caller>();
   return createMiddleware(async (c, next) => {
     const header = c.req.header("authorization") ?? "";
     const match = /^Bearer\s+(\S{1,8192})\s*$/i.exec(header);
@@ -72,14 +81,22 @@ export function authenticate(options: AuthOptions) {
       });
     }
     const credential = match[1];
+    const cached = known.get(credential);
+    if (cached) {
+      c.set("caller", cached);
+      return next();
+    }
     const digest = await sha256Hex(credential);
     let found: ApiKey | undefined;
     for (const key of keys) if (constantTimeEqual(digest, key.digest) && !found) found = key;
     if (found) {
-      c.set("caller", {
-        actor: { type: "api_key", id: digest.slice(0, KEY_ID_LENGTH) },
+      // Shared by every request with this key: frozen, so no route can change it for the others.
+      const caller: Caller = Object.freeze({
+        actor: Object.freeze({ type: "api_key", id: digest.slice(0, KEY_ID_LENGTH) } as const),
         scopes: found.scopes ? new Set(found.scopes) : "all",
       });
+      known.set(credential, caller);
+      c.set("caller", caller);
     } else if (options.jwt && JWT_SHAPE.test(credential)) {
       const user = await verifyUser(options.jwt, credential);
       c.set("caller", { actor: { type: "user", id: user.sub }, scopes: user.scopes, accountId: user.accountId });

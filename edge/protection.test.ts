@@ -1,4 +1,7 @@
+import { Hono } from "hono";
+import { secureHeaders } from "hono/secure-headers";
 import { describe, expect, it } from "vitest";
+import { API_RESPONSE_HEADERS, apiSecureHeaders } from "./protection.ts";
 import { testApp } from "./test-helpers.ts";
 
 interface ErrorBody {
@@ -57,6 +60,42 @@ describe("secure response headers", () => {
       expect(res.headers.get("cache-control")).toBe("no-store");
       expect(res.headers.get("x-request-id")).toBeTruthy();
     }
+  });
+});
+
+describe("the secure header list", () => {
+  const names = (res: Response) => [...res.headers].filter(([name]) => name !== "content-type");
+
+  it("is what Hono's secureHeaders sends with the API's options, plus Cache-Control: no-store", async () => {
+    const hono = new Hono()
+      .use(secureHeaders({
+        contentSecurityPolicy: { defaultSrc: ["'none'"], frameAncestors: ["'none'"] },
+        xFrameOptions: "DENY",
+        strictTransportSecurity: "max-age=31536000; includeSubDomains",
+        overwrite: false,
+      }))
+      .get("/", (c) => c.json({}));
+    const ours = new Hono().use(apiSecureHeaders()).get("/", (c) => c.json({}));
+    const expected = [...names(await hono.request("/")), ["cache-control", "no-store"]].sort();
+    expect(names(await ours.request("/")).sort()).toEqual(expected);
+    expect(API_RESPONSE_HEADERS).toHaveLength(expected.length);
+  });
+
+  it("lets a handler's own header win, and reaches a Response a route built itself", async () => {
+    const app = new Hono()
+      .use(apiSecureHeaders())
+      .get("/own", (c) => {
+        c.header("Cache-Control", "public, max-age=60");
+        return c.json({});
+      })
+      .get("/raw", () => new Response("{}", { headers: { "Content-Security-Policy": "default-src 'self'" } }));
+    const own = await app.request("/own");
+    expect(own.headers.get("cache-control")).toBe("public, max-age=60");
+    expect(own.headers.get("x-frame-options")).toBe("DENY");
+    const raw = await app.request("/raw");
+    expect(raw.headers.get("content-security-policy")).toBe("default-src 'self'");
+    expect(raw.headers.get("x-content-type-options")).toBe("nosniff");
+    expect(raw.headers.get("cache-control")).toBe("no-store");
   });
 });
 

@@ -89,11 +89,22 @@ function classify(method: string, path: string): { route: RateLimitedRoute; scop
  * is already named by a prefix of its digest; a user's subject is hashed, so Redis key names carry
  * neither a credential nor a user id.
  */
-async function callerId(caller: Caller | undefined): Promise<string> {
+async function callerId(caller: Caller | undefined, users: Map<string, string>): Promise<string> {
   if (!caller) throw new Error("rate limits need an authenticated caller: mount rateLimit() after authenticate()");
   const { type, id } = caller.actor;
-  return type === "api_key" ? `k${id}` : `u${(await sha256Hex(id)).slice(0, 16)}`;
+  if (type === "api_key") return `k${id}`;
+  let name = users.get(id);
+  if (name === undefined) {
+    name = `u${(await sha256Hex(id)).slice(0, 16)}`;
+    // Bounded: a flood of distinct subjects only costs their hashes again, never memory.
+    if (users.size >= USER_IDS_CACHED) users.clear();
+    users.set(id, name);
+  }
+  return name;
 }
+
+/** Hashed user subjects kept per isolate, so an active user's requests skip the SHA-256. */
+const USER_IDS_CACHED = 1024;
 
 export interface RateLimitVariables {
   /** The request's check; queue-middleware.ts hands it to the producer with the request's work. */
@@ -106,6 +117,7 @@ export interface RateLimitVariables {
  */
 export function rateLimit(config: RateLimitConfig) {
   const now = config.now ?? Date.now;
+  const users = new Map<string, string>();
   return createMiddleware<{ Variables: RateLimitVariables }>(async (c, next) => {
     const which = classify(c.req.method, c.req.path);
     const policy = which && config.routes[which.route];
@@ -113,7 +125,7 @@ export function rateLimit(config: RateLimitConfig) {
     const windowMs = policy.windowSeconds * 1000;
     const at = now();
     const window = Math.floor(at / windowMs);
-    const caller = await callerId(c.get("caller"));
+    const caller = await callerId(c.get("caller"), users);
     const check: NonNullable<RateLimitVariables["rateLimit"]> = {
       key: `${which.route}${which.scope ? `.${which.scope}` : ""}:${caller}:${window}`,
       nonce: crypto.randomUUID(),
@@ -126,8 +138,11 @@ export function rateLimit(config: RateLimitConfig) {
     await next();
     if (check.count === undefined) return;
     const name = `"${which.route}"`;
-    c.header("RateLimit-Policy", `${name};q=${policy.limit};w=${policy.windowSeconds}`);
-    c.header("RateLimit", `${name};r=${Math.max(0, policy.limit - check.count)};t=${check.resetSeconds}`);
+    // On the finished response's own headers: `c.header` after the handler returns copies the
+    // whole Response once per call. Every response here is built by the app (c.json, onError).
+    const headers = c.res.headers;
+    headers.set("RateLimit-Policy", `${name};q=${policy.limit};w=${policy.windowSeconds}`);
+    headers.set("RateLimit", `${name};r=${Math.max(0, policy.limit - check.count)};t=${check.resetSeconds}`);
   });
 }
 

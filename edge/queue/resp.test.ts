@@ -24,6 +24,22 @@ describe("RESP codec", () => {
     expect([...encoded]).toEqual(expected);
   });
 
+  it("encodes every argument exactly as TextEncoder would on its own: astral, lone surrogates, long strings, binary", () => {
+    const args = [
+      "plain", "", "é", "日本", "🙂", "a\uD800", "\uDC00b", "\uD800\uD800", "x\uDBFF\uDFFFy", "€".repeat(5000),
+      "z".repeat(4096), "\uD83D".repeat(4097), Uint8Array.of(0xff, 0x0d, 0x0a), new Uint8Array(0),
+    ];
+    const perArgument = (command: readonly (string | Uint8Array)[]) => [
+      ...bytes(`*${command.length}\r\n`),
+      ...command.flatMap((arg) => {
+        const b = typeof arg === "string" ? bytes(arg) : arg;
+        return [...bytes(`$${b.byteLength}\r\n`), ...b, ...bytes("\r\n")];
+      }),
+    ];
+    const commands = [args, ["EVALSHA", ...args.slice().reverse()], ["PING"]];
+    expect([...encodeCommands(commands)]).toEqual(commands.flatMap(perArgument));
+  });
+
   it("decodes every reply type even when split at every byte", () => {
     const wire = bytes(
       "+OK\r\n-NOSCRIPT No matching script\r\n:-5\r\n$5\r\nhé\r\n\r\n$-1\r\n*-1\r\n*0\r\n" +
