@@ -28,6 +28,7 @@ import { childPids, machineInfo } from "./system.ts";
 import { benchFsync } from "./fsync.ts";
 import { benchProtection, protectionSection, verifyProtection, type ProtectionSettings, type VariantResult } from "./protection.ts";
 import { benchTransports } from "./transports.ts";
+import { benchLatency, verifyLatency, type LatencySettings } from "./latency.ts";
 import { verifyReport } from "./verify.ts";
 
 const HELP = `npm run bench -- [flags]      (each flag also reads BENCH_<NAME>, e.g. BENCH_CONCURRENCY=50)
@@ -49,9 +50,11 @@ const HELP = `npm run bench -- [flags]      (each flag also reads BENCH_<NAME>, 
                          vs everysec, 25 in flight                (5000; quick 1000)
   --protection-requests N requests per round, rate limits off vs on
                          (--requests, else 2000; quick 500; rounds from --rounds, else 4)
+  --rtt-requests N       sequential enqueues per path at each injected RTT (0/20/80 ms),
+                         round-trip section                       (40; quick 20)
   --quick                smaller defaults (about 2.5 minutes instead of about 8)
   --skip-enqueue / --skip-latency / --skip-transports / --skip-drain / --skip-stripe / --skip-commands / --skip-fsync /
-  --skip-protection
+  --skip-protection / --skip-rtt
                          (--skip-enqueue skips the latency rounds too)
   --verbose              pass wrangler / redis / postgres output through
 Exits 1 when one of the run's own checks fails (tools/bench/verify.ts: jobs in Redis ≠ accepted
@@ -76,6 +79,8 @@ const Flags = z.object({
   "fsync-jobs": count(1_000_000),
   "protection-requests": count(1_000_000),
   "skip-protection": z.boolean().default(false),
+  "rtt-requests": count(10_000),
+  "skip-rtt": z.boolean().default(false),
   "skip-enqueue": z.boolean().default(false),
   "skip-latency": z.boolean().default(false),
   "skip-transports": z.boolean().default(false),
@@ -87,7 +92,7 @@ const Flags = z.object({
   help: z.boolean().default(false),
 });
 
-const BOOLEAN_FLAGS = new Set(["quick", "skip-enqueue", "skip-latency", "skip-transports", "skip-drain", "skip-stripe", "skip-commands", "skip-fsync", "skip-protection", "verbose", "help"]);
+const BOOLEAN_FLAGS = new Set(["quick", "skip-enqueue", "skip-latency", "skip-transports", "skip-drain", "skip-stripe", "skip-commands", "skip-fsync", "skip-protection", "skip-rtt", "verbose", "help"]);
 
 function parseFlags() {
   const { values } = parseArgs({
@@ -137,6 +142,15 @@ function parseFlags() {
           deadlineMs: 180_000,
           profileDir: f["drain-profile"],
         },
+    rtt: f["skip-rtt"]
+      ? undefined
+      : ({
+          rttsMs: [0, 20, 80],
+          requests: f["rtt-requests"] ?? (q ? 20 : 40),
+          rounds: q ? 2 : 4,
+          warmup: 5,
+          throughput: { requests: q ? 500 : 1500, rounds: q ? 2 : 3, concurrency },
+        } satisfies LatencySettings),
     transports: f["skip-transports"] ? undefined : { requests: f["transport-requests"] ?? (q ? 500 : 2000), concurrency },
     stripe: f["skip-stripe"]
       ? undefined
@@ -243,8 +257,8 @@ async function main(): Promise<string[]> {
   const bundle = (entry: string | undefined, dir: string, wanted: unknown) =>
     wanted ? bundleWorker(entry, join(runDir, dir)) : Promise.resolve(undefined);
   const [edgeScript, emptyScript, openScript, pingScript] = await Promise.all([
-    bundle(undefined, "edge", options.enqueue ?? options.stripe ?? options.protection),
-    bundle("tools/bench/empty-worker.ts", "empty", options.enqueue),
+    bundle(undefined, "edge", options.enqueue ?? options.stripe ?? options.protection ?? options.rtt),
+    bundle("tools/bench/empty-worker.ts", "empty", options.enqueue ?? options.rtt),
     bundle("tools/bench/socket-open-worker.ts", "socket-open", options.enqueue),
     bundle("tools/bench/socket-ping-worker.ts", "socket-ping", options.enqueue),
   ]);
@@ -295,6 +309,13 @@ async function main(): Promise<string[]> {
     progress(`protection: rate limits off vs on, ${p.rounds} rounds × ${p.requests} requests each …`);
     protection = await benchProtection({ redis, redisUrl: redisServer.url, apiKeyHashes: await sha256Hex(apiKey), apiKey, script: edgeScript, log, progress }, p);
     await redis.flushdb();
+  }
+
+  if (options.rtt && edgeScript) {
+    const r = options.rtt;
+    progress(`latency: round trips on the wire at RTT ${r.rttsMs.join(" / ")} ms, ${r.requests} enqueues per path and RTT …`);
+    const env = { edgeScript, emptyScript, apiKey, apiKeyHashes: await sha256Hex(apiKey), dataDir: join(runDir, "rtt"), log, progress };
+    report.rtt = { settings: r, result: await benchLatency(env, r) };
   }
 
   if (options.transports) {
@@ -350,7 +371,7 @@ async function main(): Promise<string[]> {
     report.fsync = { settings: f, results: await benchFsync(f, join(runDir, "fsync")) };
   }
 
-  const failures = [...verifyReport(report), ...(protection ? verifyProtection(protection) : [])];
+  const failures = [...verifyReport(report), ...(protection ? verifyProtection(protection) : []), ...(report.rtt ? verifyLatency(report.rtt.result) : [])];
   console.log(
     formatReport({
       machine: { ...machine, redis: redisVersion, postgres: postgresVersion },

@@ -9,12 +9,14 @@ import { perJob } from "./redis-stats.ts";
 import type { StripeBenchResult, StripeBenchSettings } from "./stripe.ts";
 import type { Machine, Usage } from "./system.ts";
 import type { TransportResult } from "./transports.ts";
+import { formatLatency, type LatencyBenchResult, type LatencySettings } from "./latency.ts";
 
 export interface ReportInput {
   machine: Machine & { redis: string; postgres: string };
   enqueue?: { settings: EnqueueSettings; results: TargetResult[] };
   drain?: { jobs: number; concurrency: number; rounds: number; result: DrainResult };
   transports?: { requests: number; concurrency: number; results: TransportResult[] };
+  rtt?: { settings: LatencySettings; result: LatencyBenchResult };
   stripe?: { settings: StripeBenchSettings; result: StripeBenchResult };
   commands?: { jobs: JobCost[]; idle: IdleCost[] };
   fsync?: { settings: FsyncSettings; results: FsyncResult[] };
@@ -157,6 +159,7 @@ export function formatReport(input: ReportInput): string {
   }
 
   if (input.transports) out.push("", ...transportSection(input.transports));
+  if (input.rtt) out.push(...formatLatency(input.rtt.settings, input.rtt.result));
   if (input.stripe) out.push("", ...stripeSection(input.stripe));
   if (input.commands) {
     const windowMs = input.commands.idle[0]?.windowMs ?? 0;
