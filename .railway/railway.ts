@@ -100,4 +100,43 @@ export function fleet(layout: Layout): ServiceNode[] {
   return QUEUE_NAMES.map((queue) => worker(`worker-${queue}`, [queue]));
 }
 
-export default defineRailway(() => project("edgefleet", { resources: fleet(LAYOUT) }));
+/**
+ * The autoscaler (worker/autoscaler/main.ts, same image): one replica that sets the fleet's replicas
+ * through Railway's API from the queues' backlog, down to zero, and that the edge wakes with
+ * POST /wake. It needs a public domain for that: name a custom one here, or generate a Railway one
+ * once with `railway domain --service autoscaler` (generated domains are not part of this file).
+ * Its secrets are preserved like the fleet's: REDIS_URL, AUTOSCALER_TARGETS (JSON: serviceId of each
+ * worker service, its queues, min/max…), AUTOSCALER_WAKE_TOKEN (the edge's too) and RAILWAY_TOKEN
+ * (a project token for this environment). Note: `railway config apply` also sets the workers'
+ * `replicas` to REPLICAS above; the autoscaler corrects it on its next poll.
+ */
+export const AUTOSCALER = true;
+export const AUTOSCALER_DOMAIN: string | undefined = undefined;
+
+export function autoscaler(): ServiceNode {
+  return service("autoscaler", {
+    ...(GITHUB_REPO === undefined ? {} : { source: github(GITHUB_REPO) }),
+    build: { builder: "DOCKERFILE", dockerfilePath: "Dockerfile.worker", watchPatterns: WATCH_PATTERNS },
+    start: "node worker/autoscaler/main.ts",
+    healthcheck: "/healthz",
+    healthcheckTimeout: 60,
+    // One: two autoscalers would both act on every decision.
+    replicas: 1,
+    ...(AUTOSCALER_DOMAIN === undefined ? {} : { domains: [AUTOSCALER_DOMAIN] }),
+    deploy: {
+      // It holds no jobs: stopping means finishing a poll and closing Redis.
+      drainingSeconds: 10,
+      restartPolicyType: "ON_FAILURE",
+      restartPolicyMaxRetries: 10,
+      // It only answers HTTP and sleeps at zero; Railway's sleeping would delay the wake call.
+      sleepApplication: false,
+    },
+    env: Object.fromEntries(["REDIS_URL", "AUTOSCALER_TARGETS", "AUTOSCALER_WAKE_TOKEN", "RAILWAY_TOKEN"].map((v) => [v, preserve()])),
+  });
+}
+
+export function resources(layout: Layout): ServiceNode[] {
+  return [...fleet(layout), ...(AUTOSCALER ? [autoscaler()] : [])];
+}
+
+export default defineRailway(() => project("edgefleet", { resources: resources(LAYOUT) }));

@@ -14,7 +14,8 @@ import { afterEach, describe, expect, inject, it } from "vitest";
 import { QUEUE_NAMES } from "../../shared/jobs/registry.ts";
 import { parseEnv } from "../../worker/env.ts";
 import { deleteKeys, uniqueId } from "../testing/fixtures.ts";
-import { fleet, type Layout } from "../../.railway/railway.ts";
+import { autoscaler, fleet, resources, type Layout } from "../../.railway/railway.ts";
+import { parseAutoscalerEnv } from "../../worker/autoscaler/config.ts";
 
 const ROOT = join(import.meta.dirname, "../..");
 const IAC_FILE = join(ROOT, ".railway/railway.ts");
@@ -31,6 +32,9 @@ function operatorValues(): Record<string, string> {
     RESEND_API_KEY: "re_test_not_a_key",
     EMAIL_FROM: "edgefleet <ops@example.com>",
     STRIPE_SECRET_KEY: "sk_test_not_a_key",
+    AUTOSCALER_TARGETS: JSON.stringify([{ serviceId: "svc-worker", environmentId: "env-test", queues: [...QUEUE_NAMES] }]),
+    AUTOSCALER_WAKE_TOKEN: "a-wake-token-that-is-long-enough-0123",
+    RAILWAY_TOKEN: "railway-project-token-not-real",
   };
 }
 
@@ -148,9 +152,15 @@ describe(".railway/railway.ts as the Railway CLI evaluates it", () => {
     expect(await within(proc.exit, 30_000, () => "evaluation did not finish"), JSON.stringify(proc.lines)).toBe(0);
     const { bare, full } = JSON.parse(stdout) as { bare: unknown; full: unknown };
     expect(full).toEqual(bare);
-    expect(bare).toMatchObject({ name: "edgefleet", resources: [{ address: "service.worker", type: "service", name: "worker" }] });
+    expect(bare).toMatchObject({
+      name: "edgefleet",
+      resources: [
+        { address: "service.worker", type: "service", name: "worker" },
+        { address: "service.autoscaler", type: "service", name: "autoscaler" },
+      ],
+    });
     // The evaluated project is the in-process one (same file, same layout), so the checks below hold for it.
-    expect(JSON.parse(JSON.stringify(fleet("single")))).toEqual((bare as { resources: unknown }).resources);
+    expect(JSON.parse(JSON.stringify(resources("single")))).toEqual((bare as { resources: unknown }).resources);
   });
 
   it("type-checks against the railway SDK's types", async () => {
@@ -277,6 +287,53 @@ describe.each(LAYOUTS)("the %s layout", (layout) => {
       }
     },
     300_000,
+  );
+});
+
+describe("the autoscaler service", () => {
+  const service = autoscaler();
+
+  it("runs one replica of worker/autoscaler/main.ts from the fleet's image, its health check on /healthz", () => {
+    expect(service.build).toMatchObject({ builder: "DOCKERFILE", dockerfilePath: "Dockerfile.worker" });
+    expect(service.deploy).toMatchObject({ startCommand: "node worker/autoscaler/main.ts", healthcheckPath: "/healthz", numReplicas: 1, restartPolicyType: "ON_FAILURE" });
+    expect(existsSync(join(ROOT, "worker/autoscaler/main.ts"))).toBe(true);
+  });
+
+  it("keeps its secrets out of the file, and its variables satisfy the autoscaler's configuration", () => {
+    for (const [name, variable] of Object.entries(service.variables ?? {})) {
+      if (isSecretName(name)) expect({ name, type: variable.type }).toEqual({ name, type: "preserve" });
+    }
+    const config = parseAutoscalerEnv(serviceEnv(service));
+    expect(config).toMatchObject({ dryRun: false, railway: { kind: "project" } });
+    // Every queue the fleet drains is scaled by some target (the test value mirrors the single layout).
+    expect(config.targets.flatMap((t) => t.queues).sort()).toEqual([...QUEUE_NAMES].sort());
+  });
+
+  it(
+    "deploys as Railway would: /healthz answers 200 within the timeout, SIGTERM exits 0 within drainingSeconds",
+    async () => {
+      const prefix = uniqueId("railway-autoscaler");
+      cleanups.push(() => deleteKeys(inject("redisUrl"), prefix));
+      const deploy = service.deploy ?? {};
+      // Railway reaches the service through its domain on PORT; 0 lets the test read it back. No
+      // Railway API here: a dry run reads the queues and answers HTTP the same way.
+      const main = runNode((deploy.startCommand ?? "").split(" "), { ...serviceEnv(service), QUEUE_PREFIX: prefix, PORT: "0", DRY_RUN: "1" });
+      const timeoutMs = (deploy.healthcheckTimeout ?? 300) * 1000;
+      const ready = await poll(async () => main.lines.find((l) => l.msg === "autoscaler ready"), timeoutMs, () => `no "autoscaler ready": ${JSON.stringify(main.lines)}`);
+      const res = await poll(
+        async () => {
+          const r = await fetch(`http://127.0.0.1:${String(ready.port)}${deploy.healthcheckPath ?? "/"}`);
+          return r.status === 200 ? r : undefined;
+        },
+        timeoutMs,
+        () => "/healthz never answered 200",
+      );
+      expect(await res.json()).toMatchObject({ status: "ok" });
+      main.child.kill("SIGTERM");
+      const code = await within(main.exit, (deploy.drainingSeconds ?? 0) * 1000, () => `still running after SIGTERM: ${JSON.stringify(main.lines)}`);
+      expect(code, JSON.stringify(main.lines)).toBe(0);
+    },
+    120_000,
   );
 });
 

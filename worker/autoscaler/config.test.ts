@@ -53,6 +53,11 @@ describe("parseAutoscalerEnv", () => {
     expect(config.targets[0]).toMatchObject({ name: "mail", region: "europe-west4", settings: { maxReplicas: 3, jobsPerReplica: 20, idleSeconds: 60 } });
   });
 
+  it("takes the environment from RAILWAY_ENVIRONMENT_ID, which Railway sets on the autoscaler's service", () => {
+    const config = parseAutoscalerEnv({ ...base, RAILWAY_ENVIRONMENT_ID: "env-own", AUTOSCALER_TARGETS: JSON.stringify([{ serviceId: "svc", queues: ["audit"] }]) });
+    expect(config.targets[0]).toMatchObject({ serviceId: "svc", environmentId: "env-own" });
+  });
+
   it("uses Authorization: Bearer for an account token (RAILWAY_API_TOKEN)", () => {
     expect(parseAutoscalerEnv({ ...base, RAILWAY_TOKEN: undefined, RAILWAY_API_TOKEN: "acct" }).railway).toEqual({ kind: "account", token: "acct" });
   });

@@ -10,8 +10,10 @@ import type { RailwayAuth } from "./railway.ts";
  * listed with the variable it comes from.
  *
  * AUTOSCALER_TARGETS is a JSON array, one entry per Railway service the autoscaler scales:
- *   [{ "name": "fleet", "serviceId": "…", "environmentId": "…", "queues": ["email", "audit"],
+ *   [{ "name": "fleet", "serviceId": "…", "queues": ["email", "audit"],
  *      "minReplicas": 0, "maxReplicas": 5, "jobsPerReplica": 100 }]
+ * `environmentId` defaults to RAILWAY_ENVIRONMENT_ID, which Railway gives the autoscaler's own
+ * service: the fleet it scales is normally in the same environment.
  * Policy fields left out take the AUTOSCALER_* defaults below.
  */
 
@@ -133,7 +135,8 @@ export function parseAutoscalerEnv(source: Record<string, string | undefined>): 
           if (other !== undefined) issues.push(`${where}: queue ${q} is already scaled by target ${other}; one queue, one target`);
           seenQueues.set(q, name);
         }
-        if (!env.DRY_RUN && (!t.serviceId || !t.environmentId)) issues.push(`${where}: serviceId and environmentId are required (Railway service settings; the dashboard's URL shows both)`);
+        const environmentId = t.environmentId ?? (source.RAILWAY_ENVIRONMENT_ID?.trim() || undefined);
+        if (!env.DRY_RUN && (!t.serviceId || !environmentId)) issues.push(`${where}: serviceId and environmentId are required (Railway service settings; the dashboard's URL shows both; environmentId defaults to RAILWAY_ENVIRONMENT_ID)`);
         const settings: LoopSettings = {
           minReplicas: t.minReplicas ?? env.AUTOSCALER_MIN_REPLICAS,
           maxReplicas: t.maxReplicas ?? env.AUTOSCALER_MAX_REPLICAS,
@@ -150,7 +153,7 @@ export function parseAutoscalerEnv(source: Record<string, string | undefined>): 
         targets.push({
           name,
           serviceId: t.serviceId ?? "",
-          environmentId: t.environmentId ?? "",
+          environmentId: environmentId ?? "",
           ...(t.region ? { region: t.region } : {}),
           queues: [...new Set(t.queues)],
           settings,
