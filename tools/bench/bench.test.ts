@@ -10,6 +10,7 @@ const SMOKE_FLAGS = [
   "--quick", "--concurrency", "5", "--requests", "20", "--warmup", "5", "--rounds", "1", "--latency-requests", "10",
   "--drain-jobs", "200", "--drain-rounds", "1", "--transport-requests", "20", "--stripe-lifecycles", "2",
   "--commands-jobs", "3", "--idle-seconds", "2", "--fsync-jobs", "50",
+  "--rtt-requests", "2",
 ];
 
 function runBench(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
@@ -42,6 +43,7 @@ describe("npm run bench", () => {
       "### Idle worker process",
       "### AOF fsync policy",
       "### Protection: rate limits off vs on",
+      "### Round trips on the wire (injected latency)",
     ]) {
       expect(stdout).toContain(heading);
     }

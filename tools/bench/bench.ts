@@ -149,7 +149,7 @@ function parseFlags() {
           requests: f["rtt-requests"] ?? (q ? 20 : 40),
           rounds: q ? 2 : 4,
           warmup: 5,
-          throughput: { requests: q ? 500 : 1500, rounds: q ? 2 : 3, concurrency },
+          throughput: { requests: f.requests ?? (q ? 500 : 1500), rounds: f.rounds ?? (q ? 2 : 3), concurrency },
         } satisfies LatencySettings),
     transports: f["skip-transports"] ? undefined : { requests: f["transport-requests"] ?? (q ? 500 : 2000), concurrency },
     stripe: f["skip-stripe"]
