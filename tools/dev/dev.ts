@@ -1,27 +1,30 @@
 // `npm run dev`: the whole system on this machine — Redis, Postgres (migrated), the edge under
-// `wrangler dev` on http://127.0.0.1:8787 and the worker fleet — then prints how to reach each.
+// `wrangler dev` on http://127.0.0.1:8787 and the worker fleet, scaled from zero by the autoscaler
+// (tools/dev/local-autoscaler.ts) — then prints how to reach each.
 // REDIS_URL / DATABASE_URL, when set, are used instead of starting local servers.
 // Ctrl-C stops everything this script started, in reverse order.
-import { spawn, type ChildProcess } from "node:child_process";
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { sha256Hex } from "../../edge/auth.ts";
+import { DEFAULT_QUEUE_PREFIX } from "../../shared/jobs/contract.ts";
+import type { LogRecord } from "../../worker/runner.ts";
 import { migrate } from "../../worker/migrate.ts";
 import { LOCAL_SECRET_FILE } from "./stripe-send.ts";
-import { startEdge, stopChild, untilHealthy } from "./edge-process.ts";
-import { freePort, ROOT, secret, startPostgres, startRedis } from "./local-services.ts";
+import { startEdge } from "./edge-process.ts";
+import { startLocalAutoscaler } from "./local-autoscaler.ts";
+import { ROOT, secret, startPostgres, startRedis } from "./local-services.ts";
 
 const EDGE_PORT = Number(process.env.EDGE_PORT ?? 8787);
 const dataDir = join(ROOT, ".data/dev");
 const stops: Array<() => Promise<void>> = [];
 const say = (line: string) => console.log(`edgefleet: ${line}`);
 
-function startWorker(env: Record<string, string>): ChildProcess {
-  const child = spawn(process.execPath, ["worker/main.ts"], { cwd: ROOT, env: { ...process.env, ...env }, stdio: ["ignore", "pipe", "pipe"] });
-  child.stdout?.on("data", (b: Buffer) => console.log(prefixed("worker", b)));
-  child.stderr?.on("data", (b: Buffer) => console.error(prefixed("worker", b)));
-  stops.push(() => stopChild(child));
-  return child;
+/** Replica lines as `[worker N] …`; the autoscaler's decisions stand out as `[autoscaler] …`. */
+function fleetLog(level: string, msg: string, fields: LogRecord = {}): void {
+  const { replica, ...rest } = fields;
+  const line = `${msg} ${JSON.stringify(rest)}`;
+  const decision = msg === "autoscaler decision" ? `scale ${String(rest.from)} → ${String(rest.to)} (${String(rest.reason)}; backlog ${String(rest.backlog)})` : undefined;
+  (level === "info" ? console.log : console.error)(`[${replica === undefined ? "autoscaler" : `worker ${String(replica)}`}] ${decision ?? line}`);
 }
 
 function prefixed(name: string, b: Buffer): string {
@@ -60,29 +63,40 @@ async function main(): Promise<void> {
 
   const apiKey = localApiKey();
   const webhookSecret = localWebhookSecret();
-  const workerPort = await freePort();
   const sendsEmail = Boolean(process.env.RESEND_API_KEY?.trim());
-  const worker = startWorker({
-    REDIS_URL: redisUrl,
-    DATABASE_URL: databaseUrl,
-    PORT: String(workerPort),
-    // Capture is an explicit choice (the worker refuses to start without a key otherwise).
-    ...(sendsEmail ? {} : { EMAIL_CAPTURE: "1" }),
+  // Minimum 0, as deployed: the fleet starts empty and the edge's wake call starts it when a job
+  // arrives — the path production relies on is the one a newcomer runs. Each replica is a
+  // `node worker/main.ts` with this shell's environment.
+  const wakeToken = secret();
+  const shell = Object.fromEntries(Object.entries(process.env).flatMap(([k, v]) => (v === undefined ? [] : [[k, v]])));
+  const fleet = await startLocalAutoscaler({
+    redisUrl,
+    queuePrefix: process.env.QUEUE_PREFIX || DEFAULT_QUEUE_PREFIX,
+    wakeToken,
+    log: fleetLog,
+    workerEnv: {
+      ...shell,
+      REDIS_URL: redisUrl,
+      DATABASE_URL: databaseUrl,
+      // Capture is an explicit choice (the worker refuses to start without a key otherwise).
+      ...(sendsEmail ? {} : { EMAIL_CAPTURE: "1" }),
+    },
   });
-  const healthUrl = `http://127.0.0.1:${workerPort}/readyz`;
-  const [edge] = await Promise.all([
-    startEdge({
-      port: EDGE_PORT,
-      logLevel: "info",
-      vars: { REDIS_URL: redisUrl, API_KEY_HASHES: await sha256Hex(apiKey), STRIPE_WEBHOOK_SECRET: webhookSecret },
-      log: (text) => {
-        // Offline, wrangler cannot fetch the Request.cf sample and says so on every start; harmless.
-        if (/Request\.cf|workers\.cloudflare\.com|GetAddrInfoReqWrap/.test(text)) return;
-        process.stdout.write(prefixed("edge", Buffer.from(text)) + "\n");
-      },
-    }),
-    untilHealthy(healthUrl, worker, "worker"),
-  ]);
+  stops.push(fleet.close);
+  const { settings } = fleet;
+  const edge = await startEdge({
+    port: EDGE_PORT,
+    logLevel: "info",
+    vars: {
+      REDIS_URL: redisUrl, API_KEY_HASHES: await sha256Hex(apiKey), STRIPE_WEBHOOK_SECRET: webhookSecret,
+      AUTOSCALER_WAKE_URL: fleet.wakeUrl, AUTOSCALER_WAKE_TOKEN: wakeToken,
+    },
+    log: (text) => {
+      // Offline, wrangler cannot fetch the Request.cf sample and says so on every start; harmless.
+      if (/Request\.cf|workers\.cloudflare\.com|GetAddrInfoReqWrap/.test(text)) return;
+      process.stdout.write(prefixed("edge", Buffer.from(text)) + "\n");
+    },
+  });
   stops.push(edge.stop);
   const edgeUrl = edge.url;
 
@@ -91,7 +105,8 @@ async function main(): Promise<void> {
 edgefleet is running. Ctrl-C stops everything.
 
   Edge API      ${edgeUrl}
-  Worker health ${healthUrl}
+  Fleet         ${settings.minReplicas}–${settings.maxReplicas} worker processes, ${settings.jobsPerReplica} waiting jobs per process; at ${settings.minReplicas} now —
+                the edge wakes the autoscaler (${fleet.wakeUrl}) when a job arrives
   Redis         ${redisUrl}
   Postgres      ${databaseUrl}
   API key       ${apiKey}
@@ -101,12 +116,12 @@ edgefleet is running. Ctrl-C stops everything.
 Try it:
   curl -s -X POST ${edgeUrl}/v1/events -H 'Authorization: Bearer ${apiKey}' -H 'Content-Type: application/json' -d '${body}'
   npm run stripe:send -- customer.subscription.created
+  npm run dev:burst -- 5000     (a burst: watch [autoscaler] scale up, then back down to ${settings.minReplicas} after ${settings.idleSeconds} s idle)
 `);
-  // Until Ctrl-C — or until the edge or the worker dies on its own, which stops the rest too.
+  // Until Ctrl-C — or until the edge dies on its own, which stops the rest too (a worker process
+  // that dies is replaced by the autoscaler as soon as there is work for it).
   const crashed = await new Promise<string | undefined>((done) => {
-    for (const [name, child] of [["edge", edge.child], ["worker", worker]] as const) {
-      child.once("exit", (code, signal) => done(`the ${name} exited (${signal ?? `code ${code}`})`));
-    }
+    edge.child.once("exit", (code, signal) => done(`the edge exited (${signal ?? `code ${code}`})`));
     for (const signal of ["SIGINT", "SIGTERM"] as const) process.once(signal, () => done(undefined));
   });
   if (crashed) throw new Error(crashed);
