@@ -9,7 +9,7 @@ import { ROOT } from "../dev/local-services.ts";
 const SMOKE_FLAGS = [
   "--quick", "--concurrency", "5", "--requests", "20", "--warmup", "5", "--rounds", "1", "--latency-requests", "10",
   "--drain-jobs", "200", "--drain-rounds", "1", "--transport-requests", "20", "--stripe-lifecycles", "2",
-  "--commands-jobs", "3", "--idle-seconds", "2", "--fsync-jobs", "50",
+  "--commands-jobs", "3", "--idle-seconds", "2", "--fsync-jobs", "50", "--scale-rounds", "1", "--scale-idle-seconds", "2",
   "--rtt-requests", "2",
 ];
 
@@ -44,6 +44,7 @@ describe("npm run bench", () => {
       "### AOF fsync policy",
       "### Protection: rate limits off vs on",
       "### Round trips on the wire (injected latency)",
+      "### Scale to zero: pickup latency from zero, idle cost at zero",
     ]) {
       expect(stdout).toContain(heading);
     }

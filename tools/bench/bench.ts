@@ -26,6 +26,7 @@ import { formatReport, type ReportInput } from "./report.ts";
 import { benchStripe, type StripeBenchSettings } from "./stripe.ts";
 import { childPids, machineInfo } from "./system.ts";
 import { benchFsync } from "./fsync.ts";
+import { benchScale, scaleSection, type ScaleResult, type ScaleSettings } from "./scale.ts";
 import { benchProtection, protectionSection, verifyProtection, type ProtectionSettings, type VariantResult } from "./protection.ts";
 import { benchTransports } from "./transports.ts";
 import { benchLatency, verifyLatency, type LatencySettings } from "./latency.ts";
@@ -44,6 +45,9 @@ const HELP = `npm run bench -- [flags]      (each flag also reads BENCH_<NAME>, 
   --drain-profile DIR    write a V8 CPU profile of each drain run (fleet and no-op) to DIR
   --transport-requests N enqueues per edge transport              (2000; quick 500)
   --stripe-lifecycles N  Stripe customer lifecycles, 7 events each (300; quick 50)
+  --scale-rounds N       jobs enqueued with the fleet at zero, scale section (5; quick 2)
+  --scale-idle-seconds N Redis commands counted at zero, scale section (60; quick 10);
+                         --skip-scale skips the section
   --commands-jobs N      jobs per queue for the command count     (300; quick 50)
   --idle-seconds N       idle command-count window                (120; quick 30)
   --fsync-jobs N         Queue.add per round, appendfsync always
@@ -77,6 +81,9 @@ const Flags = z.object({
   "commands-jobs": count(100_000),
   "idle-seconds": count(3600),
   "fsync-jobs": count(1_000_000),
+  "scale-rounds": count(50),
+  "scale-idle-seconds": count(3600),
+  "skip-scale": z.boolean().default(false),
   "protection-requests": count(1_000_000),
   "skip-protection": z.boolean().default(false),
   "rtt-requests": count(10_000),
@@ -93,6 +100,8 @@ const Flags = z.object({
 });
 
 const BOOLEAN_FLAGS = new Set(["quick", "skip-enqueue", "skip-latency", "skip-transports", "skip-drain", "skip-stripe", "skip-commands", "skip-fsync", "skip-protection", "skip-rtt", "verbose", "help"]);
+
+BOOLEAN_FLAGS.add("skip-scale");
 
 function parseFlags() {
   const { values } = parseArgs({
@@ -164,6 +173,14 @@ function parseFlags() {
       ? undefined
       : { jobs: f["commands-jobs"] ?? (q ? 50 : 300), idleWindowMs: (f["idle-seconds"] ?? (q ? 30 : 120)) * 1000 },
     fsync: f["skip-fsync"] ? undefined : { jobs: f["fsync-jobs"] ?? (q ? 1000 : 5000), concurrency, rounds: q ? 1 : 3 },
+    scale: f["skip-scale"]
+      ? undefined
+      : ({
+          rounds: f["scale-rounds"] ?? (q ? 2 : 5),
+          idleSeconds: f["scale-idle-seconds"] ?? (q ? 10 : 60),
+          // Shorter than the deployed 300 s so the window sees polls; the report scales to 300 s.
+          safetyPollSeconds: Math.max(1, Math.floor((f["scale-idle-seconds"] ?? (q ? 10 : 60)) / 2)),
+        } satisfies ScaleSettings),
     protection: f["skip-protection"]
       ? undefined
       : ({
@@ -371,6 +388,13 @@ async function main(): Promise<string[]> {
     report.fsync = { settings: f, results: await benchFsync(f, join(runDir, "fsync")) };
   }
 
+  let scale: ScaleResult | undefined;
+  if (options.scale) {
+    const s = options.scale;
+    progress(`scale: ${s.rounds} jobs enqueued with the fleet at zero, then ${s.idleSeconds} s idle at zero, on its own Redis/PostgreSQL …`);
+    scale = await benchScale(s, { dataDir: join(runDir, "scale"), ...(edgeScript ? { edgeScript } : {}), log: log("scale"), progress });
+  }
+
   const failures = [...verifyReport(report), ...(protection ? verifyProtection(protection) : []), ...(report.rtt ? verifyLatency(report.rtt.result) : [])];
   console.log(
     formatReport({
@@ -380,6 +404,7 @@ async function main(): Promise<string[]> {
     }),
   );
   if (protection && options.protection) console.log(protectionSection(options.protection, protection).join("\n"));
+  if (scale) console.log(scaleSection(scale));
   if (failures.length > 0) console.log(["", "**Verification failed** — these figures are not valid:", ...failures.map((f) => `- ${f}`)].join("\n"));
   return failures;
 }

@@ -63,13 +63,20 @@ function split(path: string): Map<string, number> {
   return totals;
 }
 
-const files = process.argv.slice(2);
-if (files.length === 0) throw new Error("usage: node tools/bench/cpu-split.ts FILE.cpuprofile …");
-for (const file of files) {
-  const totals = split(file);
+function print(title: string, totals: Map<string, number>): void {
   const busy = [...totals].filter(([p]) => p !== "(idle)").reduce((n, [, us]) => n + us, 0);
-  console.log(`\n${file}: ${(busy / 1000).toFixed(0)} ms on CPU (idle ${((totals.get("(idle)") ?? 0) / 1000).toFixed(0)} ms)`);
+  console.log(`\n${title}: ${(busy / 1000).toFixed(0)} ms on CPU (idle ${((totals.get("(idle)") ?? 0) / 1000).toFixed(0)} ms)`);
   for (const [part, us] of [...totals].filter(([p]) => p !== "(idle)").sort((a, b) => b[1] - a[1])) {
     console.log(`  ${part.padEnd(28)} ${(us / 1000).toFixed(0).padStart(7)} ms  ${((us / busy) * 100).toFixed(1).padStart(5)} %`);
   }
 }
+
+const files = process.argv.slice(2);
+if (files.length === 0) throw new Error("usage: node tools/bench/cpu-split.ts FILE.cpuprofile …");
+const all = new Map<string, number>();
+for (const file of files) {
+  const totals = split(file);
+  print(file, totals);
+  for (const [part, us] of totals) all.set(part, (all.get(part) ?? 0) + us);
+}
+if (files.length > 1) print(`all ${files.length} profiles`, all);
