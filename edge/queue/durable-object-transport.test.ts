@@ -9,6 +9,7 @@
 import { env } from "cloudflare:workers";
 import { afterEach, describe, expect, inject, it } from "vitest";
 import { sha256Hex } from "../auth.ts";
+import { ConfigError, parseEdgeEnv } from "../env.ts";
 import worker from "../worker.ts";
 import { CLIENT_NAME } from "./redis-connection-object.ts";
 import { createSocketTransport } from "./socket-transport.ts";
@@ -87,6 +88,30 @@ describe("REDIS_TRANSPORT=durable-object", () => {
     const waiting = (await redis(["LRANGE", `${prefix}:audit:wait`, "0", "-1"])) as string[];
     expect([...waiting].sort()).toEqual(["evt-do-warm", ...ids].sort());
     expect(await heldConnections()).toBe(1);
+  });
+
+  it("spreads requests over REDIS_DO_SHARDS objects, each holding one connection", async () => {
+    const { prefix, bindings } = await bindingsFor(3);
+    const ids = Array.from({ length: 12 }, (_, i) => `evt-do-s${i}`);
+    const responses = await Promise.all(ids.map((id) => call(bindings, "/v1/events", postEvent(id))));
+    expect(responses.map((r) => r.status)).toEqual(ids.map(() => 202));
+    expect(((await redis(["LRANGE", `${prefix}:audit:wait`, "0", "-1"])) as string[]).length).toBe(12);
+    // Shard 0 may be the object the other tests in this file already use; none holds more than one.
+    const held = await heldConnections();
+    expect(held).toBeGreaterThanOrEqual(1);
+    expect(held).toBeLessThanOrEqual(3);
+  });
+
+  it("refuses REDIS_TRANSPORT=durable-object without REDIS_URL (Upstash REST has no connection to hold)", async () => {
+    const err = (() => {
+      try {
+        parseEdgeEnv({ API_KEY_HASHES: "0".repeat(64), UPSTASH_REDIS_REST_URL: "https://x.upstash.io", UPSTASH_REDIS_REST_TOKEN: "t", REDIS_TRANSPORT: "durable-object" });
+      } catch (e) {
+        return e;
+      }
+    })();
+    expect(err).toBeInstanceOf(ConfigError);
+    expect((err as Error).message).toMatch(/REDIS_TRANSPORT: durable-object needs REDIS_URL/);
   });
 
   it("answers 500 internal_error when REDIS_TRANSPORT=durable-object has no REDIS_CONNECTION binding", async () => {
