@@ -24,7 +24,9 @@ function fleetLog(level: string, msg: string, fields: LogRecord = {}): void {
   const { replica, ...rest } = fields;
   const line = `${msg} ${JSON.stringify(rest)}`;
   const decision = msg === "autoscaler decision" ? `scale ${String(rest.from)} → ${String(rest.to)} (${String(rest.reason)}; backlog ${String(rest.backlog)})` : undefined;
-  (level === "info" ? console.log : console.error)(`[${replica === undefined ? "autoscaler" : `worker ${String(replica)}`}] ${decision ?? line}`);
+  // Each replica has a port of its own (PORT=0): its metrics and dashboard URLs come with it.
+  const ready = msg === "worker ready" && typeof rest.port === "number" ? `ready: metrics http://127.0.0.1:${rest.port}/metrics, dashboard http://127.0.0.1:${rest.port}/dashboard` : undefined;
+  (level === "info" ? console.log : console.error)(`[${replica === undefined ? "autoscaler" : `worker ${String(replica)}`}] ${decision ?? ready ?? line}`);
 }
 
 function prefixed(name: string, b: Buffer): string {
@@ -35,6 +37,13 @@ function prefixed(name: string, b: Buffer): string {
 function localApiKey(): string {
   const file = join(dataDir, "api-key");
   if (!existsSync(file)) writeFileSync(file, `ef_local_${secret()}\n`, { mode: 0o600 });
+  return readFileSync(file, "utf8").trim();
+}
+
+/** The local dashboard password (user "dev"), kept across runs like the API key. */
+function localDashboardPassword(): string {
+  const file = join(dataDir, "dashboard-password");
+  if (!existsSync(file)) writeFileSync(file, `${secret()}\n`, { mode: 0o600 });
   return readFileSync(file, "utf8").trim();
 }
 
@@ -63,6 +72,7 @@ async function main(): Promise<void> {
 
   const apiKey = localApiKey();
   const webhookSecret = localWebhookSecret();
+  const dashboardPassword = localDashboardPassword();
   const sendsEmail = Boolean(process.env.RESEND_API_KEY?.trim());
   // Minimum 0, as deployed: the fleet starts empty and the edge's wake call starts it when a job
   // arrives — the path production relies on is the one a newcomer runs. Each replica is a
@@ -80,6 +90,8 @@ async function main(): Promise<void> {
       DATABASE_URL: databaseUrl,
       // Capture is an explicit choice (the worker refuses to start without a key otherwise).
       ...(sendsEmail ? {} : { EMAIL_CAPTURE: "1" }),
+      DASHBOARD_USER: "dev",
+      DASHBOARD_PASSWORD: dashboardPassword,
     },
   });
   stops.push(fleet.close);
@@ -110,6 +122,8 @@ edgefleet is running. Ctrl-C stops everything.
   Redis         ${redisUrl}
   Postgres      ${databaseUrl}
   API key       ${apiKey}
+  Metrics       http://127.0.0.1:<port>/metrics on each worker process (its "[worker N] ready" line names the URL)
+  Dashboard     http://127.0.0.1:<port>/dashboard on each worker process — user dev, password ${dashboardPassword}
   Stripe        webhook secret ${webhookSecret} (POST ${edgeUrl}/webhooks/stripe)
   Emails        ${sendsEmail ? "sent through Resend (RESEND_API_KEY is set)" : "captured locally (EMAIL_CAPTURE=1, no RESEND_API_KEY): never sent, stored in table email_messages"}
 
