@@ -215,13 +215,13 @@ describe("the autoscaler against Railway's API and a real backlog", () => {
     railway.fail("429");
     clock.advance(5_000);
     await autoscaler.tick();
-    expect(lines.at(-1)).toMatchObject({ level: "warn", msg: "autoscaler observe failed", retryAfterMs: 30_000 });
+    expect(lines.at(-1)).toMatchObject({ level: "warn", msg: "autoscaler poll failed", retryAfterMs: 30_000 });
     expect(autoscaler.status().retryAt).toBe(clock.now() + 30_000);
 
     railway.fail("hang");
     clock.advance(30_000);
     await autoscaler.tick();
-    expect(lines.at(-1)).toMatchObject({ level: "warn", msg: "autoscaler observe failed", error: "Railway API did not answer within 300 ms" });
+    expect(lines.at(-1)).toMatchObject({ level: "warn", msg: "autoscaler poll failed", error: "Railway API did not answer within 300 ms" });
 
     clock.advance(5_000);
     await autoscaler.tick();
@@ -235,7 +235,7 @@ describe("the autoscaler against Railway's API and a real backlog", () => {
     railway.fail("echo-token");
     await add(10);
     await autoscaler.tick();
-    expect(lines.at(-1)).toMatchObject({ msg: "autoscaler observe failed", error: "Railway API error: Not Authorized for [token]" });
+    expect(lines.at(-1)).toMatchObject({ msg: "autoscaler poll failed", error: "Railway API error: Not Authorized for [token]" });
     await wake("wrong");
     await wake(WAKE_TOKEN);
     const text = JSON.stringify([...allLines, ...lines]);

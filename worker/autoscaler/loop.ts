@@ -110,7 +110,7 @@ export function startAutoscaler(options: AutoscalerOptions): Autoscaler {
       state = { ...(state ?? {}), replicas };
       last = await options.observe(now);
     } catch (err) {
-      noteFailure("autoscaler observe failed", err);
+      noteFailure("autoscaler poll failed", err); // Redis, or reading Railway's replica count
       return undefined;
     }
     const decision = decide(settings, state, { at: now, backlog: last.backlog, active: last.active, ...rates.add(last) });
