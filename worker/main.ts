@@ -1,6 +1,6 @@
 import { ApiEnvError, parseApiEnv, type ApiConfig } from "./api/env.ts";
 import { createNodeApi, startApiServer, type ApiServer } from "./api/server.ts";
-import { createDashboard, DASHBOARD_PATH, type Dashboard } from "./dashboard.ts";
+import type { Dashboard } from "./dashboard.ts";
 import { createDb, type Database } from "./db.ts";
 import { EnvError, parseEnv, parseRole, type Role, type WorkerConfig } from "./env.ts";
 import { createHandlers, startFleet, type Fleet } from "./fleet.ts";
@@ -66,7 +66,8 @@ if (database) checks.postgres = database.ping;
 
 // /metrics and /dashboard wherever the fleet runs (worker/health.ts); off in role api.
 const metrics = fleet && config && createMetrics({ queues: config.queues, jobs: fleet.jobs, backlog: fleet.backlog, outages: fleet.outages, checks });
-const dashboard: Dashboard | undefined = config?.dashboard && createDashboard({ config, auth: config.dashboard });
+// Imported only when configured: bull-board and its UI cost seconds of CPU to load.
+const dashboard: Dashboard | undefined = config?.dashboard && (await import("./dashboard.ts")).createDashboard({ config, auth: config.dashboard });
 const ops = { metrics, metricsToken: config?.metricsToken, dashboard: dashboard?.app };
 
 let api: (ReturnType<typeof createNodeApi> & { server: ApiServer }) | undefined;
@@ -128,7 +129,7 @@ if (config) {
     db: database?.driver,
     email: !config.queues.includes("email") ? "off" : config.emailCapture ? "capture" : "resend",
     metrics: config.metricsToken ? "/metrics (bearer token)" : "/metrics",
-    dashboard: dashboard ? DASHBOARD_PATH : "off",
+    dashboard: dashboard ? "/dashboard" : "off",
     ...(apiConfig ? { role, api: apiConfig.redis.transport } : {}),
     pid: process.pid,
   });
