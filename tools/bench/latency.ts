@@ -25,6 +25,7 @@ import { startUpstashStandIn } from "../../edge/queue/upstash-stand-in.test-help
 import { startDelayProxy, type DelayProxy } from "../testing/delay-proxy.ts";
 import { auditEvent } from "./enqueue.ts";
 import { closedLoop, httpClient, median, percentile, type LoopResult } from "./load.ts";
+import { startMeter } from "./system.ts";
 
 export type LatencyPath = "socket" | "rest" | "do" | "node";
 export const LATENCY_PATHS: readonly LatencyPath[] = ["socket", "rest", "do", "node"];
@@ -61,6 +62,9 @@ export interface ThroughputResult {
   p50Ms: number;
   /** Connections Redis accepted per request over the measured rounds (INFO stats). */
   redisConnectionsPerRequest: number;
+  /** CPU of its wrangler dev process tree (workerd, the Durable Object included) per request: on a
+   *  loaded machine a steadier figure than req/s, which also depends on what else gets the cores. */
+  cpuMsPerRequest: number;
   errors: number;
   firstError?: string;
 }
@@ -254,12 +258,13 @@ async function runThroughput(
   const [empty, socket, doEdge] = started as [EdgeProcess, EdgeProcess, EdgeProcess];
   const targets = ([["empty", empty], ["socket", socket], ["do", doEdge]] as const).map(([name, at]) => ({
     name,
+    pid: at.child.pid ?? 0,
     client: httpClient(
       { url: `${at.url}/v1/events`, headers: name === "empty" ? {} : { authorization: `Bearer ${env.apiKey}` }, expectStatus: 202, timeoutMs: 15_000 },
       t.concurrency,
     ),
   }));
-  const results = new Map<ThroughputTarget, ThroughputResult>(targets.map(({ name }) => [name, { name, rounds: [], perSecond: 0, p50Ms: 0, redisConnectionsPerRequest: 0, errors: 0 }]));
+  const results = new Map<ThroughputTarget, ThroughputResult>(targets.map(({ name }) => [name, { name, rounds: [], perSecond: 0, p50Ms: 0, redisConnectionsPerRequest: 0, cpuMsPerRequest: 0, errors: 0 }]));
   try {
     for (const { name, client } of targets) {
       const warm = await closedLoop({ concurrency: t.concurrency, count: 100, deadlineMs: 60_000 }, (i) => client.sendBody(JSON.stringify(auditEvent(`tw-${name}-${i}`))));
@@ -267,17 +272,22 @@ async function runThroughput(
     }
     for (let round = 0; round < t.rounds; round++) {
       const order = targets.map((_, i) => targets[(i + round) % targets.length] as (typeof targets)[number]);
-      for (const { name, client } of order) {
+      for (const { name, client, pid } of order) {
         const connectionsBefore = await ctx.connectionsReceived();
+        const meter = startMeter([{ pid, label: "wrangler dev" }], "bench");
         const loop = await closedLoop({ concurrency: t.concurrency, count: t.requests, deadlineMs: 120_000 }, (i) =>
           client.sendBody(JSON.stringify(auditEvent(`t${round}-${name}-${i}`))));
+        // Keys are "wrangler dev / <command>" per process in the tree (node, workerd …).
+        const cpuMs = [...meter().procs].filter(([key]) => key.startsWith("wrangler dev")).reduce((sum, [, u]) => sum + u.cpuMs, 0);
         const r = results.get(name) as ThroughputResult;
+        r.cpuMsPerRequest += cpuMs / Math.max(1, loop.ok) / t.rounds;
         r.redisConnectionsPerRequest += ((await ctx.connectionsReceived()) - connectionsBefore) / Math.max(1, loop.ok) / t.rounds;
         r.rounds.push(loop);
         r.errors += loop.errors;
         if (loop.firstError && !r.firstError) r.firstError = loop.firstError;
         if (name !== "empty") ctx.accepted[`${name}-tput`] = (ctx.accepted[`${name}-tput`] ?? 0) + loop.ok;
-        env.progress(`latency: throughput round ${round + 1}/${t.rounds} ${name.padEnd(6)} ${loop.perSecond.toFixed(0).padStart(6)} req/s  p50 ${loop.p50Ms.toFixed(2)} ms  errors ${loop.errors}`);
+        env.progress(`latency: throughput round ${round + 1}/${t.rounds} ${name.padEnd(6)} ${loop.perSecond.toFixed(0).padStart(6)} req/s  p50 ${loop.p50Ms.toFixed(2)} ms  ` +
+          `CPU ${(cpuMs / Math.max(1, loop.ok)).toFixed(2)} ms/request  errors ${loop.errors}`);
       }
     }
   } finally {
@@ -334,12 +344,13 @@ export function formatLatency(settings: LatencySettings, result: LatencyBenchRes
       "",
       `Throughput under wrangler dev, TLS Redis on loopback, no added latency: ${t?.rounds} interleaved rounds × ${t?.requests} requests, concurrency ${t?.concurrency}, median of rounds.`,
       "",
-      line(["target", "req/s", "share of the empty Worker", "p50 (ms)", "Redis connections / request", "errors"]),
-      line(["---", "---", "---", "---", "---", "---"]),
+      line(["target", "req/s", "share of the empty Worker", "p50 (ms)", "wrangler dev CPU / request (ms)", "CPU share (empty ÷ target)", "Redis connections / request", "errors"]),
+      line(["---", "---", "---", "---", "---", "---", "---", "---"]),
       ...(["empty", "socket", "do"] as const).map((n) => {
         const r = by(n);
         const label = n === "empty" ? "empty Worker" : n === "socket" ? "edge, socket per request (TLS)" : "edge, Durable Object (TLS)";
-        return line([label, f(r?.perSecond ?? Number.NaN, 0), f(((r?.perSecond ?? Number.NaN) / empty) * 100, 0) + " %", f(r?.p50Ms ?? Number.NaN, 2), n === "empty" ? "–" : f(r?.redisConnectionsPerRequest ?? Number.NaN, 3), String(r?.errors ?? "–")]);
+        return line([label, f(r?.perSecond ?? Number.NaN, 0), f(((r?.perSecond ?? Number.NaN) / empty) * 100, 0) + " %", f(r?.p50Ms ?? Number.NaN, 2), f(r?.cpuMsPerRequest ?? Number.NaN, 2),
+          f(((by("empty")?.cpuMsPerRequest ?? Number.NaN) / (r?.cpuMsPerRequest ?? Number.NaN)) * 100, 0) + " %", n === "empty" ? "–" : f(r?.redisConnectionsPerRequest ?? Number.NaN, 3), String(r?.errors ?? "–")]);
       }),
     );
   }
