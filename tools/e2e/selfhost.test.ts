@@ -82,6 +82,10 @@ describe("EDGEFLEET_ROLE=all (API and fleet in one process)", () => {
     expect(ready).toMatchObject({ status: 200, body: { status: "ready", checks: { redis: "ok", postgres: "ok", "api-redis": "ok" } } });
     const health = await getJson(`${base}/v1/health`, { authorization: `Bearer ${API_KEY}` });
     expect(health).toMatchObject({ status: 200, body: { redis: "ok", fleet: "seen" } });
+    // The same port serves the fleet's /metrics (worker/metrics.ts): the job just processed is counted.
+    const metrics = await (await fetch(`${base}/metrics`, { signal: AbortSignal.timeout(10_000) })).text();
+    expect(metrics).toMatch(/^edgefleet_jobs_total\{queue="audit",name="record-event",outcome="completed"\} 1$/m);
+    expect(metrics).toMatch(/^edgefleet_dependency_up\{dependency="api-redis"\} 1$/m);
 
     main.child.kill("SIGTERM");
     expect(await main.exitedWithin(60_000)).toBe(0);
