@@ -5,14 +5,15 @@ import { existsSync, mkdirSync } from "node:fs";
 import { join } from "node:path";
 import { Redis } from "ioredis";
 import { chromium, type Browser } from "playwright-core";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { reportContract } from "../shared/jobs/report.ts";
 import { QUEUE_NAMES } from "../shared/jobs/registry.ts";
 import { createDashboard, DASHBOARD_PATH, type Dashboard } from "./dashboard.ts";
 import { redisOptions } from "./fleet.ts";
 import { startHealthServer, type HealthServer } from "./health.ts";
 import { PermanentError } from "./runner.ts";
-import { eventually, settled, startTestFleet, uniqueId, type TestFleet } from "../tools/testing/fixtures.ts";
+import { deleteKeys, eventually, settled, startTestFleet, uniqueId, type TestFleet } from "../tools/testing/fixtures.ts";
+import { runMain } from "../tools/testing/main-process.ts";
 
 /** Where the screenshot lands (git-ignored), relative to the repository. */
 export const SCREENSHOT = join(".data", "artifacts", "dashboard-failed-job.png");
@@ -120,6 +121,34 @@ describe("queue dashboard in Chromium", { timeout: 60_000 }, () => {
       expect(await redis.zscore(`${t.config.queuePrefix}:report:completed`, jobId)).not.toBeNull();
     } finally {
       await context.close();
+    }
+  });
+
+  it("is served by node worker/main.ts when configured, beside /metrics behind its token", async () => {
+    const prefix = uniqueId("dash-main");
+    const token = "metrics-token-0123456789";
+    const main = runMain({
+      REDIS_URL: inject("redisUrl"), DATABASE_URL: inject("databaseUrl"), EMAIL_CAPTURE: "1", PORT: "0", QUEUE_PREFIX: prefix,
+      DASHBOARD_USER: auth.user, DASHBOARD_PASSWORD: auth.password, METRICS_TOKEN: token,
+    });
+    try {
+      const ready = await main.waitForLine("worker ready", 50_000);
+      expect(ready).toMatchObject({ dashboard: "/dashboard", metrics: "/metrics (bearer token)" });
+      const url = `http://127.0.0.1:${String(ready.port)}`;
+      expect((await fetch(`${url}/dashboard`)).status).toBe(401);
+      const basic = `Basic ${Buffer.from(`${auth.user}:${auth.password}`).toString("base64")}`;
+      const listed = await fetch(`${url}/dashboard/api/queues`, { headers: { authorization: basic } });
+      expect(listed.status).toBe(200);
+      const { queues } = (await listed.json()) as { queues: Array<{ name: string }> };
+      expect(queues.map((q) => q.name).sort()).toEqual([...QUEUE_NAMES].sort());
+      expect((await fetch(`${url}/metrics`)).status).toBe(401);
+      const metrics = await fetch(`${url}/metrics`, { headers: { authorization: `Bearer ${token}` } });
+      expect(metrics.status).toBe(200);
+      expect(await metrics.text()).toMatch(/^edgefleet_queue_backlog\{queue="audit"\} 0$/m);
+    } finally {
+      main.child.kill("SIGTERM");
+      await main.exitedWithin(30_000);
+      await deleteKeys(inject("redisUrl"), prefix);
     }
   });
 });
