@@ -18,7 +18,7 @@
  */
 import { connect } from "cloudflare:sockets";
 import { encodeCommands, handshakeCommands, RespDecoder, RespError, type RedisCommand, type Reply } from "./resp.ts";
-import { socketHostname } from "./socket-transport.ts";
+import { deadline, message, socketHostname } from "./socket-transport.ts";
 import { TransportError, type RedisTransport } from "./transport.ts";
 
 export interface HeldConnectionOptions {
@@ -250,16 +250,4 @@ export function createHeldConnection(redisUrl: string, options: HeldConnectionOp
     },
     stats: () => ({ ...stats }),
   };
-}
-
-function deadline<T>(promise: Promise<T>, ms: number, reason: string): Promise<T> {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(reason)), ms);
-  });
-  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
-}
-
-function message(err: unknown): string {
-  return err instanceof Error ? err.message : String(err);
 }

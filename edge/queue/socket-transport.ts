@@ -144,7 +144,8 @@ function checkHandshake(prefix: readonly RedisCommand[], replies: Reply[]): Repl
   return results;
 }
 
-function deadline<T>(promise: Promise<T>, ms: number, reason: string): Promise<T> {
+/** Rejects with `reason` if `promise` has not settled within `ms`. */
+export function deadline<T>(promise: Promise<T>, ms: number, reason: string): Promise<T> {
   let timer: ReturnType<typeof setTimeout> | undefined;
   const timeout = new Promise<never>((_, reject) => {
     timer = setTimeout(() => reject(new Error(reason)), ms);
@@ -152,6 +153,6 @@ function deadline<T>(promise: Promise<T>, ms: number, reason: string): Promise<T
   return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
 }
 
-function message(err: unknown): string {
+export function message(err: unknown): string {
   return err instanceof Error ? err.message : String(err);
 }
