@@ -31,6 +31,8 @@ export interface HeldConnectionOptions {
   /** CLIENT SETNAME sent with the handshake, so CLIENT LIST shows the held connections. */
   clientName?: string;
   connect?: typeof connect;
+  /** The clock the age is read from, in ms; default Date.now (tests pass their own). */
+  now?: () => number;
 }
 
 export interface HeldConnectionStats {
@@ -80,6 +82,7 @@ export function createHeldConnection(redisUrl: string, options: HeldConnectionOp
   const connectTimeoutMs = options.connectTimeoutMs ?? 2000;
   const commandTimeoutMs = options.commandTimeoutMs ?? 3000;
   const maxAgeMs = options.maxAgeMs ?? 14 * 60_000;
+  const now = options.now ?? Date.now;
   const target = `${url.hostname}:${url.port || 6379}`;
   const handshake: RedisCommand[] = [
     ...handshakeCommands(url),
@@ -107,7 +110,7 @@ export function createHeldConnection(redisUrl: string, options: HeldConnectionOp
     }
     stats.connections++;
     const conn: Connection = {
-      socket, writer: socket.writable.getWriter(), openedAt: Date.now(), handshake: [...handshake],
+      socket, writer: socket.writable.getWriter(), openedAt: now(), handshake: [...handshake],
       inFlight: [], writing: false, retired: false, dead: false,
     };
     void readLoop(conn, socket.readable.getReader());
@@ -194,7 +197,7 @@ export function createHeldConnection(redisUrl: string, options: HeldConnectionOp
         let conn: Connection;
         try {
           conn = await connection();
-          if (Date.now() - conn.openedAt > maxAgeMs) {
+          if (now() - conn.openedAt > maxAgeMs) {
             conn.retired = true;
             if (conn.inFlight.length === 0) retire(conn);
             conn = await connection();

@@ -26,7 +26,7 @@ export interface EdgeOptions {
 export async function untilHealthy(url: string, child: ChildProcess, name: string, timeoutMs = 60_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
-    if (child.exitCode !== null) throw new Error(`${name} exited with code ${child.exitCode}`);
+    if (child.exitCode !== null) throw new ExitedEarly(`${name} exited with code ${child.exitCode}`);
     const ok = await fetch(url, { signal: AbortSignal.timeout(2000) }).then((r) => r.ok, () => false);
     if (ok) return;
     if (Date.now() > deadline) throw new Error(`${name} did not become healthy at ${url}`);
@@ -42,7 +42,25 @@ export function stopChild(child: ChildProcess, signal: NodeJS.Signals = "SIGTERM
   });
 }
 
+/** The child process ended before its first healthy answer. */
+class ExitedEarly extends Error {}
+
+/**
+ * Starts `wrangler dev` and waits until it answers. The ports are picked free just before, so another
+ * process starting at the same moment can take one first; an edge that exits before answering is
+ * started again on fresh ports, at most three times. A fixed `port` (npm run dev) is not retried.
+ */
 export async function startEdge(options: EdgeOptions): Promise<EdgeProcess> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await startEdgeOnce(options);
+    } catch (err) {
+      if (!(err instanceof ExitedEarly) || options.port !== undefined || attempt >= 3) throw err;
+    }
+  }
+}
+
+async function startEdgeOnce(options: EdgeOptions): Promise<EdgeProcess> {
   const port = options.port ?? (await freePort());
   const args = [
     "dev", ...(options.script ? [options.script] : []),
