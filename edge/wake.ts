@@ -39,12 +39,22 @@ export function createWake(target: WakeTarget, options: WakeOptions = {}): Wake 
   const timeoutMs = options.timeoutMs ?? 2_000;
   return (queues) => {
     const now = Date.now();
-    const due = [...new Set(queues)].filter((queue) => now - (lastWake.get(`${target.url} ${queue}`) ?? -Infinity) >= throttleMs);
-    if (due.length === 0) return undefined;
-    if (lastWake.size >= MAX_TRACKED) lastWake.clear();
-    // Counted when sent, not when answered: an autoscaler that is down or slow gets one call per
-    // window, not one per request.
-    for (const queue of due) lastWake.set(`${target.url} ${queue}`, now);
+    // On the request path: one map lookup per queue while throttled, nothing else allocated.
+    let due: string[] | undefined;
+    let previous: string | undefined;
+    for (const queue of queues) {
+      // A batch names its queue once per job: look each run of the same queue up once.
+      if (queue === previous || due?.includes(queue)) continue;
+      previous = queue;
+      const key = `${target.url} ${queue}`;
+      if (now - (lastWake.get(key) ?? -Infinity) < throttleMs) continue;
+      if (lastWake.size >= MAX_TRACKED) lastWake.clear();
+      // Counted when sent, not when answered: an autoscaler that is down or slow gets one call per
+      // window, not one per request.
+      lastWake.set(key, now);
+      (due ??= []).push(queue);
+    }
+    if (!due) return undefined;
     return fetch(target.url, {
       method: "POST",
       headers: { authorization: `Bearer ${target.token}`, "content-type": "application/json" },

@@ -6,7 +6,7 @@
 // loopback, so a fresh connection's SYN/SYN-ACK costs nothing here, where on a real path it costs
 // one RTT. Figures measured through it count that round trip separately (see tools/bench/latency.ts).
 import { connect, createServer, type Socket } from "node:net";
-import type { AddressInfo } from "node:net";
+import { listenOnLoopback, rewriteToProxy } from "./fault-proxy.ts";
 
 export interface DelayProxy {
   readonly port: number;
@@ -39,22 +39,13 @@ export async function startDelayProxy(target: { host: string; port: number }, rt
     forward(client, upstream, () => oneWayMs);
     forward(upstream, client, () => oneWayMs);
   });
-  await new Promise<void>((resolve, reject) => {
-    server.once("error", reject);
-    server.listen(0, "127.0.0.1", resolve);
-  });
-  const port = (server.address() as AddressInfo).port;
+  const port = await listenOnLoopback(server);
   return {
     port,
     get connections() {
       return connections;
     },
-    rewrite(url) {
-      const u = new URL(url);
-      u.hostname = "127.0.0.1";
-      u.port = String(port);
-      return u.toString();
-    },
+    rewrite: (url) => rewriteToProxy(url, port),
     setRtt(ms) {
       oneWayMs = ms / 2;
     },

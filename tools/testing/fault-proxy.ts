@@ -4,7 +4,7 @@
 //   "hang"   keeps connections open but forwards nothing, and accepts new ones that never answer
 //            (a silently dropped route, a frozen server) — only timeouts can notice it.
 // Back to "pass", new connections work again; connections broken meanwhile stay broken.
-import { createServer, connect, type Socket } from "node:net";
+import { createServer, connect, type Server, type Socket } from "node:net";
 import type { AddressInfo } from "node:net";
 
 export type FaultMode = "pass" | "refuse" | "hang";
@@ -52,23 +52,14 @@ export async function startFaultProxy(target: { host: string; port: number }): P
       if (mode === "pass") client.write(chunk);
     });
   });
-  await new Promise<void>((resolve, reject) => {
-    server.once("error", reject);
-    server.listen(0, "127.0.0.1", resolve);
-  });
-  const port = (server.address() as AddressInfo).port;
+  const port = await listenOnLoopback(server);
 
   return {
     port,
     get connections() {
       return connections;
     },
-    rewrite(url) {
-      const u = new URL(url);
-      u.hostname = "127.0.0.1";
-      u.port = String(port);
-      return u.toString();
-    },
+    rewrite: (url) => rewriteToProxy(url, port),
     set(next) {
       mode = next;
       if (next === "refuse") {
@@ -97,4 +88,21 @@ export async function startFaultProxy(target: { host: string; port: number }): P
       await new Promise<void>((resolve) => server.close(() => resolve()));
     },
   };
+}
+
+/** Listens on a free port of 127.0.0.1 (tests and benchmarks only); resolves with the port. */
+export async function listenOnLoopback(server: Server): Promise<number> {
+  await new Promise<void>((resolve, reject) => {
+    server.once("error", reject);
+    server.listen(0, "127.0.0.1", resolve);
+  });
+  return (server.address() as AddressInfo).port;
+}
+
+/** `url` with its host and port replaced by a proxy's on 127.0.0.1 (scheme, user, password stay). */
+export function rewriteToProxy(url: string, port: number): string {
+  const u = new URL(url);
+  u.hostname = "127.0.0.1";
+  u.port = String(port);
+  return u.toString();
 }
