@@ -21,7 +21,7 @@ import { redisOptions } from "../../worker/fleet.ts";
 import { migrate } from "../../worker/migrate.ts";
 import { measureIdleSettings, measureJobs } from "./commands.ts";
 import { runDrain } from "./drain.ts";
-import { runEnqueue, type EnqueueSettings } from "./enqueue.ts";
+import { runEnqueue, verifyEdgeDo, type EnqueueSettings } from "./enqueue.ts";
 import { formatReport, type ReportInput } from "./report.ts";
 import { benchStripe, type StripeBenchSettings } from "./stripe.ts";
 import { childPids, machineInfo } from "./system.ts";
@@ -273,32 +273,45 @@ async function main(): Promise<string[]> {
   // The edge serves the enqueue and Stripe sections; the empty Worker and the probes only enqueue.
   const bundle = (entry: string | undefined, dir: string, wanted: unknown) =>
     wanted ? bundleWorker(entry, join(runDir, dir)) : Promise.resolve(undefined);
-  const [edgeScript, emptyScript, openScript, pingScript] = await Promise.all([
+  const [edgeScript, emptyScript, openScript, pingScript, doPingScript] = await Promise.all([
     bundle(undefined, "edge", options.enqueue ?? options.stripe ?? options.protection ?? options.rtt),
     bundle("tools/bench/empty-worker.ts", "empty", options.enqueue ?? options.rtt),
     bundle("tools/bench/socket-open-worker.ts", "socket-open", options.enqueue),
     bundle("tools/bench/socket-ping-worker.ts", "socket-ping", options.enqueue),
+    bundle("tools/bench/do-ping-worker.ts", "do-ping", options.enqueue),
   ]);
   const probe = (name: string, script: string | undefined, vars: Record<string, string>) =>
     script ? startEdge({ vars, script, readyPath: "/", log: log(name) }).then(track(name)) : undefined;
-  const [pg, edge, empty, socketOpen, socketPing] = await Promise.all([
+  const edgeVars = async (prefix: string) => ({ REDIS_URL: redisServer.url, API_KEY_HASHES: await sha256Hex(apiKey), QUEUE_PREFIX: prefix, RATE_LIMITS: "off" });
+  const edgeDoPrefix = "bench-edge-do";
+  const [pg, edge, edgeDo, empty, socketOpen, socketPing, doPing] = await Promise.all([
     options.drain || options.stripe
       ? startPostgres({ dataDir: pgDir, ...(options.verbose ? { log: log("postgres") } : {}) }).then((s) => (stops.push({ name: "postgres", stop: s.stop }), s))
       : undefined,
     options.enqueue && edgeScript
       ? startEdge({
           script: edgeScript,
-          vars: { REDIS_URL: redisServer.url, API_KEY_HASHES: await sha256Hex(apiKey), QUEUE_PREFIX: edgePrefix, RATE_LIMITS: "off" },
+          vars: await edgeVars(edgePrefix),
           log: log("edge"),
         }).then(track("edge"))
+      : undefined,
+    // The same bundle; its RedisConnection object (REDIS_DO_SHARDS 1) holds one plain redis:// connection.
+    options.enqueue && edgeScript
+      ? startEdge({
+          script: edgeScript,
+          vars: { ...(await edgeVars(edgeDoPrefix)), REDIS_TRANSPORT: "durable-object" },
+          log: log("edge-do"),
+        }).then(track("edge-do"))
       : undefined,
     probe("empty worker", emptyScript, {}),
     probe("socket-open worker", openScript, { REDIS_URL: redisServer.url }),
     probe("socket-ping worker", pingScript, { REDIS_URL: redisServer.url }),
+    probe("do-ping worker", doPingScript, { REDIS_URL: redisServer.url }),
   ]);
   const report: Omit<ReportInput, "machine" | "totalSeconds"> = {};
 
-  if (options.enqueue && edge && empty && socketOpen && socketPing) {
+  let enqueueFailures: string[] = [];
+  if (options.enqueue && edge && edgeDo && empty && socketOpen && socketPing && doPing) {
     const at = (p: EdgeProcess) => ({ url: p.url, pid: p.child.pid ?? 0 });
     const results = await runEnqueue(
       {
@@ -306,17 +319,20 @@ async function main(): Promise<string[]> {
         redisUrl: redisServer.url,
         redisPid,
         edge: { ...at(edge), apiKey, prefix: edgePrefix },
+        edgeDo: { ...at(edgeDo), prefix: edgeDoPrefix },
         empty: at(empty),
         socketOpen: at(socketOpen),
         socketPing: at(socketPing),
+        doPing: at(doPing),
         nodePrefix: "bench-node",
         progress,
       },
       options.enqueue,
     );
     report.enqueue = { settings: options.enqueue, results };
+    enqueueFailures = verifyEdgeDo(results);
     // The wrangler instances would only add noise to the later sections.
-    await Promise.all([edge.stop(), empty.stop(), socketOpen.stop(), socketPing.stop()]);
+    await Promise.all([edge, edgeDo, empty, socketOpen, socketPing, doPing].map((p) => p.stop()));
     await redis.flushdb();
   }
 
@@ -395,7 +411,7 @@ async function main(): Promise<string[]> {
     scale = await benchScale(s, { dataDir: join(runDir, "scale"), ...(edgeScript ? { edgeScript } : {}), log: log("scale"), progress });
   }
 
-  const failures = [...verifyReport(report), ...(protection ? verifyProtection(protection) : []), ...(report.rtt ? verifyLatency(report.rtt.result) : [])];
+  const failures = [...verifyReport(report), ...enqueueFailures, ...(protection ? verifyProtection(protection) : []), ...(report.rtt ? verifyLatency(report.rtt.result) : [])];
   console.log(
     formatReport({
       machine: { ...machine, redis: redisVersion, postgres: postgresVersion },

@@ -3,6 +3,9 @@
 // the Redis cost of each job and the CPU each process spent. Two probe Workers between the empty
 // one and the edge (socket-open-worker.ts, socket-ping-worker.ts) split the edge/empty gap into
 // its steps: opening the per-request socket, one AUTH + PING round trip, and the app itself.
+// "edge-do" is the same edge bundle with REDIS_TRANSPORT=durable-object (one held connection in a
+// RedisConnection object, group commit); its probe "do-ping" (do-ping-worker.ts) is one RPC to that
+// object and a PING on its connection, the floor of that path.
 // Phase 3, unloaded latency: at the throughput rounds' concurrency workerd is CPU-bound, so their
 // p50 is about concurrency ÷ throughput (queueing); one request at a time shows what a request costs.
 import { Queue, type JobsOptions } from "bullmq";
@@ -13,7 +16,7 @@ import { closedLoop, httpClient, median, percentile, type LoopResult } from "./l
 import { baseline, emptyCounters, measure, sum, type RedisCounters } from "./redis-stats.ts";
 import { addInto, emptyUsage, startMeter, type Usage } from "./system.ts";
 
-export type TargetName = "edge" | "empty" | "socket-open" | "socket-ping" | "node";
+export type TargetName = "edge" | "edge-do" | "empty" | "socket-open" | "socket-ping" | "do-ping" | "node";
 
 export interface EnqueueSettings {
   concurrency: number;
@@ -36,7 +39,7 @@ export interface LatencySettings {
 }
 
 /** The probes would only repeat the throughput gap's split; the three paths a reader compares. */
-export const LATENCY_TARGETS: readonly TargetName[] = ["edge", "empty", "node"];
+export const LATENCY_TARGETS: readonly TargetName[] = ["edge", "edge-do", "empty", "node"];
 /** p99.9 is reported only from this many samples up (nearest rank: at least 2 samples above it). */
 export const P999_MIN_SAMPLES = 2000;
 
@@ -57,9 +60,12 @@ export interface EnqueueEnv {
   redisUrl: string;
   redisPid: number;
   edge: { url: string; pid: number; apiKey: string; prefix: string };
+  /** The edge bundle with REDIS_TRANSPORT=durable-object, its own queue prefix, the same API key. */
+  edgeDo: { url: string; pid: number; prefix: string };
   empty: { url: string; pid: number };
   socketOpen: { url: string; pid: number };
   socketPing: { url: string; pid: number };
+  doPing: { url: string; pid: number };
   nodePrefix: string;
   progress: (line: string) => void;
 }
@@ -121,9 +127,11 @@ function targets(env: EnqueueEnv, settings: EnqueueSettings): Target[] {
   const opts = auditContract.defaults as JobsOptions;
   return [
     worker("edge", env.edge, { authorization: `Bearer ${env.edge.apiKey}` }, env.edge.prefix),
+    worker("edge-do", env.edgeDo, { authorization: `Bearer ${env.edge.apiKey}` }, env.edgeDo.prefix),
     worker("empty", env.empty),
     worker("socket-open", env.socketOpen),
     worker("socket-ping", env.socketPing),
+    worker("do-ping", env.doPing),
     {
       name: "node",
       // The edge stamps occurredAt; Queue.add gets the same final payload and the contract's options.
@@ -200,6 +208,20 @@ export async function runEnqueue(env: EnqueueEnv, settings: EnqueueSettings): Pr
     await Promise.all(all.map((t) => t.close().catch(() => undefined)));
   }
   return all.map((t) => results.get(t.name) as TargetResult);
+}
+
+/**
+ * The run's own checks for "edge-do", the same verify.ts makes for "edge" and "node" (every
+ * request answered 202, and one job in Redis per accepted request); one line per failed check.
+ */
+export function verifyEdgeDo(results: readonly TargetResult[]): string[] {
+  const r = results.find((x) => x.name === "edge-do");
+  if (!r) return [];
+  const failures: string[] = [];
+  if (r.errors > 0) failures.push(`enqueue edge-do: ${r.errors} requests failed (${r.firstError ?? "no message"})`);
+  if (r.latency && r.latency.errors > 0) failures.push(`enqueue edge-do: ${r.latency.errors} latency requests failed (${r.latency.firstError ?? "no message"})`);
+  if (r.jobsInRedis !== r.accepted) failures.push(`enqueue edge-do: ${r.jobsInRedis} jobs in Redis for ${r.accepted} accepted requests`);
+  return failures;
 }
 
 /**

@@ -30,9 +30,11 @@ export const DRAIN_TARGET = 0.8;
 
 const LABELS: Record<TargetName, string> = {
   edge: "edge `POST /v1/events` (wrangler dev)",
+  "edge-do": "edge, REDIS_TRANSPORT=durable-object (wrangler dev)",
   empty: "empty Worker (wrangler dev)",
   "socket-open": "probe: empty + open a Redis socket",
   "socket-ping": "probe: empty + AUTH/PING via the edge transport",
+  "do-ping": "probe: empty + one RPC to the RedisConnection object, PING on its held connection",
   node: "BullMQ `Queue.add` from Node",
 };
 
@@ -58,8 +60,9 @@ export function formatReport(input: ReportInput): string {
   if (input.enqueue) {
     const { settings: s, results } = input.enqueue;
     const by = (n: TargetName) => results.find((r) => r.name === n) as TargetResult;
-    const [edge, empty, node] = [by("edge"), by("empty"), by("node")];
+    const [edge, edgeDo, doPing, empty, node] = [by("edge"), by("edge-do"), by("do-ping"), by("empty"), by("node")];
     const ratio = edge.perSecond / empty.perSecond;
+    const doRatio = edgeDo.perSecond / empty.perSecond;
     out.push(
       "",
       `### Enqueue: ${s.concurrency} concurrent, ${s.rounds} interleaved rounds × ${s.requests} requests after ${s.warmup} warm-up (median of rounds)`,
@@ -73,16 +76,20 @@ export function formatReport(input: ReportInput): string {
       ),
       "",
       `Edge / empty Worker throughput: **${pct(ratio)}** (target ≥ ${pct(EDGE_TARGET)}: ${verdict(ratio >= EDGE_TARGET)}); ` +
-        `edge / Node \`Queue.add\`: ${pct(edge.perSecond / node.perSecond)}.`,
+        `edge / Node \`Queue.add\`: ${pct(edge.perSecond / node.perSecond)}.  `,
+      `Edge-do / empty Worker: **${pct(doRatio)}** (target ≥ ${pct(EDGE_TARGET)}: ${verdict(doRatio >= EDGE_TARGET)}); ` +
+        `do-ping / empty Worker (the floor of the Durable Object path): **${pct(doPing.perSecond / empty.perSecond)}**; ` +
+        `edge-do / edge: ${pct(edgeDo.perSecond / edge.perSecond)}.`,
       "",
       ...(s.latency ? [...latencySection(s, results), ""] : []),
       ...gapSection(results),
     );
-    if (edge.firstError || empty.firstError || node.firstError) {
+    if (results.some((r) => r.firstError)) {
       out.push("", `First errors: ${results.filter((r) => r.firstError).map((r) => `${r.name}: ${r.firstError}`).join("; ")}`);
     }
 
     const e = perJob(edge.redis, edge.ok);
+    const d = perJob(edgeDo.redis, edgeDo.ok);
     const n = perJob(node.redis, node.ok);
     const emptyRedis = empty.redis.commands;
     out.push(
@@ -90,20 +97,21 @@ export function formatReport(input: ReportInput): string {
       "### Redis cost per enqueued job (INFO stats / commandstats deltas over the measured rounds)",
       "",
       table(
-        ["per job", "edge (RESP socket per request)", "Node `Queue.add` (one shared connection)"],
+        ["per job", "edge (RESP socket per request)", "edge-do (one held connection, group commit)", "Node `Queue.add` (one shared connection)"],
         [
-          ["commands sent by the client", `${f(e.clientCommands, 2)} (${e.clientMix})`, `${f(n.clientCommands, 2)} (${n.clientMix})`],
-          ["commands incl. those run inside the Lua script", f(e.allCommands, 2), f(n.allCommands, 2)],
-          ["bytes in (client → Redis)", f(e.bytesIn), f(n.bytesIn)],
-          ["bytes out (Redis → client)", f(e.bytesOut), f(n.bytesOut)],
-          ["connections accepted", f(e.connections, 3), f(n.connections, 4)],
-          ["socket reads / writes by Redis", `${f(e.reads, 2)} / ${f(e.writes, 2)}`, `${f(n.reads, 2)} / ${f(n.writes, 2)}`],
-          ["jobs in Redis / requests accepted", `${edge.jobsInRedis} / ${edge.accepted}`, `${node.jobsInRedis} / ${node.accepted}`],
+          ["commands sent by the client", `${f(e.clientCommands, 2)} (${e.clientMix})`, `${f(d.clientCommands, 2)} (${d.clientMix})`, `${f(n.clientCommands, 2)} (${n.clientMix})`],
+          ["commands incl. those run inside the Lua script", f(e.allCommands, 2), f(d.allCommands, 2), f(n.allCommands, 2)],
+          ["bytes in (client → Redis)", f(e.bytesIn), f(d.bytesIn), f(n.bytesIn)],
+          ["bytes out (Redis → client)", f(e.bytesOut), f(d.bytesOut), f(n.bytesOut)],
+          ["connections accepted", f(e.connections, 3), f(d.connections, 4), f(n.connections, 4)],
+          ["socket reads / writes by Redis", `${f(e.reads, 2)} / ${f(e.writes, 2)}`, `${f(d.reads, 2)} / ${f(d.writes, 2)}`, `${f(n.reads, 2)} / ${f(n.writes, 2)}`],
+          ["jobs in Redis / requests accepted", `${edge.jobsInRedis} / ${edge.accepted}`, `${edgeDo.jobsInRedis} / ${edgeDo.accepted}`, `${node.jobsInRedis} / ${node.accepted}`],
         ],
       ),
       "",
       "One round trip per edge request shows as: 1 connection, AUTH + EVALSHA (≈ 2 client commands), and Redis " +
         "answering both with one socket write (reads ≈ 2 = the pipelined request + the close). " +
+        "Edge-do's group commit shows as fewer than one Redis read and write per job. " +
         `The empty Worker rounds sent ${emptyRedis} commands to Redis (expected 0).`,
       "",
       "### Where the time went (measured rounds)",
@@ -217,24 +225,37 @@ function gapSection(results: TargetResult[]): string[] {
     ["socket-ping", "+ AUTH and PING in one write through `createSocketTransport`, wait for PONG"],
     ["edge", "+ the app: routing, API-key check, validation, EVALSHA of BullMQ's add script"],
   ];
+  const doSteps: Array<[TargetName, string]> = [
+    ["empty", "read the body, answer 202"],
+    ["do-ping", "+ one RPC to the RedisConnection object, which PINGs on the connection it holds"],
+    ["edge-do", "+ the app: routing, API-key check, validation, EVALSHA of BullMQ's add script, through the same object"],
+  ];
   const ms = (r: TargetResult) => 1000 / r.perSecond;
+  const stepRows = (path: Array<[TargetName, string]>) => {
+    const gapMs = ms(by((path.at(-1) as [TargetName, string])[0])) - ms(empty);
+    let previous = empty;
+    return path.map(([name, what]) => {
+      const r = by(name);
+      const redis = perJob(r.redis, r.ok);
+      const row = [
+        `${name}: ${what}`, f(r.perSecond), pct(r.perSecond / empty.perSecond),
+        name === "empty" ? "–" : `${f(ms(r) - ms(previous), 2)} ms (${pct((ms(r) - ms(previous)) / gapMs)} of the gap)`,
+        `${f(redis.connections, 2)} / ${f(redis.clientCommands, 2)}${redis.clientMix ? ` (${redis.clientMix})` : ""}`,
+      ];
+      previous = r;
+      return row;
+    });
+  };
   const gapMs = ms(by("edge")) - ms(empty);
-  let previous = empty;
-  const rows = steps.map(([name, what]) => {
-    const r = by(name);
-    const redis = perJob(r.redis, r.ok);
-    const row = [
-      `${name}: ${what}`, f(r.perSecond), pct(r.perSecond / empty.perSecond),
-      name === "empty" ? "–" : `${f(ms(r) - ms(previous), 2)} ms (${pct((ms(r) - ms(previous)) / gapMs)} of the gap)`,
-      `${f(redis.connections, 2)} / ${f(redis.clientCommands, 2)}${redis.clientMix ? ` (${redis.clientMix})` : ""}`,
-    ];
-    previous = r;
-    return row;
-  });
+  const head = ["Worker (wrangler dev)", "req/s", "of empty", "step's cost: Δ 1/throughput", "Redis connections / client commands per request"];
   return [
     "### The edge/empty gap, step by step (probe Workers in the same interleaved rounds)",
     "",
-    table(["Worker (wrangler dev)", "req/s", "of empty", "step's cost: Δ 1/throughput", "Redis connections / client commands per request"], rows),
+    table(head, stepRows(steps)),
+    "",
+    "REDIS_TRANSPORT=durable-object, the same way:",
+    "",
+    table(head, stepRows(doSteps)),
     "",
     `Opening the per-request socket alone accounts for ${pct((ms(by("socket-open")) - ms(empty)) / gapMs)} of the edge's extra time per request; ` +
       `socket + one AUTH/PING round trip for ${pct((ms(by("socket-ping")) - ms(empty)) / gapMs)}. ` +
