@@ -12,6 +12,7 @@ import { sha256Hex } from "../auth.ts";
 import { ConfigError, parseEdgeEnv } from "../env.ts";
 import worker from "../worker.ts";
 import { CLIENT_NAME } from "./redis-connection-object.ts";
+import { encodeCommands } from "./resp.ts";
 import { createSocketTransport } from "./socket-transport.ts";
 
 const API_KEY = "do-transport-test-key-0123456789";
@@ -100,6 +101,21 @@ describe("REDIS_TRANSPORT=durable-object", () => {
     const held = await heldConnections();
     expect(held).toBeGreaterThanOrEqual(1);
     expect(held).toBeLessThanOrEqual(3);
+  });
+
+  it("answers the RPC with the replies' bytes, and still answers the previous RPC (commands in, values out)", async () => {
+    const key = `tdo${crypto.randomUUID().slice(0, 8)}:k`;
+    prefixes.push(key.split(":")[0] as string);
+    const stub = REDIS_CONNECTION.get(REDIS_CONNECTION.idFromName("redis-0")) as unknown as {
+      send(request: Uint8Array, count: number): Promise<unknown>;
+      pipeline(commands: string[][]): Promise<unknown>;
+    };
+    const sent = await stub.send(encodeCommands([["SET", key, "v"], ["GET", key], ["HGET", key, "f"]]), 3);
+    expect(sent).toBeInstanceOf(Uint8Array);
+    expect(new TextDecoder().decode(sent as Uint8Array)).toBe("+OK\r\n$1\r\nv\r\n-WRONGTYPE Operation against a key holding the wrong kind of value\r\n");
+    expect(await stub.pipeline([["GET", key], ["HGET", key, "f"]])).toEqual({
+      ok: true, replies: ["v", { error: "WRONGTYPE Operation against a key holding the wrong kind of value" }],
+    });
   });
 
   it("refuses REDIS_TRANSPORT=durable-object without REDIS_URL (Upstash REST has no connection to hold)", async () => {

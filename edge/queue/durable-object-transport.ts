@@ -8,17 +8,23 @@
  * load spreads evenly and each object keeps its own connection. `locationHint` asks Cloudflare to
  * create the objects near Redis (it applies when an object is first created).
  *
+ * The call carries the pipeline RESP-encoded, one Uint8Array, and the object answers with the
+ * replies' bytes: encoding and decoding happen here, in the Worker, so the object (one per shard,
+ * serving every request of it in turn) does little more than pass bytes along, and the RPC clones
+ * one buffer each way instead of a tree of strings.
+ *
  * Failures: a reply that never comes back (the RPC call failed, or missed its deadline) is
  * "maybe enqueued", like a socket lost after writing; the object itself reports whether its
  * commands reached Redis.
  */
-import type { RedisCommand } from "./resp.ts";
+import type { SendFailure } from "./redis-connection-object.ts";
+import { encodeCommands } from "./resp.ts";
+import { decodeReplies } from "./resp-scanner.ts";
 import { TransportError, type RedisTransport } from "./transport.ts";
-import { fromWire, type WireResult } from "./wire-replies.ts";
 
 /** The RPC surface of RedisConnection as a stub exposes it (its full stub type is too deep for tsc). */
 interface RedisConnectionStub {
-  pipeline(commands: RedisCommand[]): Promise<WireResult>;
+  send(request: Uint8Array, count: number): Promise<Uint8Array | SendFailure>;
 }
 
 export interface DurableObjectTransportOptions {
@@ -39,20 +45,22 @@ export function createDurableObjectTransport(
   const stub = namespace.get(id, options.locationHint ? { locationHint: options.locationHint } : {}) as unknown as RedisConnectionStub;
   return {
     async pipeline(commands) {
+      if (commands.length === 0) return [];
+      const request = encodeCommands(commands);
       let timer: ReturnType<typeof setTimeout> | undefined;
       const timeout = new Promise<never>((_, reject) => {
         timer = setTimeout(() => reject(new Error(`no answer within ${options.timeoutMs} ms`)), options.timeoutMs);
       });
-      let result: WireResult;
+      let result: Uint8Array | SendFailure;
       try {
-        result = await Promise.race([stub.pipeline([...commands]), timeout]);
+        result = await Promise.race([stub.send(request, commands.length), timeout]);
       } catch (err) {
         throw new TransportError(`Redis connection object failed: ${err instanceof Error ? err.message : String(err)}`, true, { cause: err });
       } finally {
         clearTimeout(timer);
       }
-      if (!result.ok) throw new TransportError(result.message, result.maybeEnqueued);
-      return fromWire(result.replies);
+      if (!(result instanceof Uint8Array)) throw new TransportError(result.message, result.maybeEnqueued);
+      return decodeReplies(result, commands.length);
     },
     // The connection belongs to the object and outlives this request.
     close: async () => {},

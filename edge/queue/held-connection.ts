@@ -15,9 +15,15 @@
  *
  * Group commit adds no delay of its own: a pipeline is written at once unless a write is still
  * being handed to the socket; what arrives meanwhile goes out together in the next write.
+ *
+ * The object's own work per pipeline is kept small (it serves every request of its shard, one at a
+ * time): `send` takes a pipeline already encoded by the caller and answers with its replies as
+ * the bytes Redis sent (resp-scanner.ts finds where they end), and one timer per connection
+ * watches the oldest unanswered write instead of one timer per pipeline.
  */
 import { connect } from "cloudflare:sockets";
-import { encodeCommands, handshakeCommands, RespDecoder, RespError, type RedisCommand, type Reply } from "./resp.ts";
+import { encodeCommands, handshakeCommands, RespError, type RedisCommand } from "./resp.ts";
+import { decodeReplies, RespScanner } from "./resp-scanner.ts";
 import { deadline, message, socketHostname } from "./socket-transport.ts";
 import { TransportError, type RedisTransport } from "./transport.ts";
 
@@ -31,7 +37,8 @@ export interface HeldConnectionOptions {
   /** CLIENT SETNAME sent with the handshake, so CLIENT LIST shows the held connections. */
   clientName?: string;
   connect?: typeof connect;
-  /** The clock the age is read from, in ms; default Date.now (tests pass their own). */
+  /** The clock the age is read from, in ms; default Date.now (tests pass their own). Reply
+   *  deadlines use Date.now, the clock their timer runs on. */
   now?: () => number;
 }
 
@@ -43,12 +50,19 @@ export interface HeldConnectionStats {
 }
 
 export interface HeldConnection extends RedisTransport {
+  /**
+   * One pipeline of `count` commands, already RESP-encoded (encodeCommands); resolves with its
+   * `count` replies as Redis sent them (decodeReplies turns them into values). Failures reject
+   * with a TransportError, as `pipeline` does.
+   */
+  send(request: Uint8Array, count: number): Promise<Uint8Array>;
   stats(): HeldConnectionStats;
 }
 
 interface Waiter {
-  commands: readonly RedisCommand[];
-  resolve(replies: Reply[]): void;
+  request: Uint8Array;
+  count: number;
+  resolve(replies: Uint8Array): void;
   reject(err: TransportError): void;
   settled: boolean;
 }
@@ -57,19 +71,23 @@ interface InFlight {
   /** undefined: the handshake (AUTH/SELECT/SETNAME) sent ahead of the first pipeline. */
   waiter: Waiter | undefined;
   expected: number;
-  replies: Reply[];
-  timer: ReturnType<typeof setTimeout> | undefined;
+  received: number;
+  /** Date.now() by which its last reply must be in (its write's time + commandTimeoutMs). */
+  due: number;
 }
 
 interface Connection {
   socket: Socket;
   writer: WritableStreamDefaultWriter<Uint8Array>;
   openedAt: number;
-  handshake: RedisCommand[];
+  /** The handshake still has to go out, ahead of the first write's pipelines. */
+  handshakePending: boolean;
   /** A handshake command got an error reply: the pipelines behind it are refused, then the socket goes. */
   handshakeError?: string;
+  /** Replies come in write order, so the head's deadline is the only one that can pass first. */
   inFlight: InFlight[];
-  writing: boolean;
+  /** Set for the head's deadline; on firing it moves on to the new head's (see expire). */
+  timer: ReturnType<typeof setTimeout> | undefined;
   retired: boolean;
   dead: boolean;
 }
@@ -88,6 +106,7 @@ export function createHeldConnection(redisUrl: string, options: HeldConnectionOp
     ...handshakeCommands(url),
     ...(options.clientName ? [["CLIENT", "SETNAME", options.clientName] as RedisCommand] : []),
   ];
+  const handshakeBytes = encodeCommands(handshake);
   const stats: HeldConnectionStats = { connections: 0, writes: 0, pipelines: 0 };
   /** The socket new writes go to, and the open in progress when there is none. */
   let live: Connection | undefined;
@@ -110,8 +129,8 @@ export function createHeldConnection(redisUrl: string, options: HeldConnectionOp
     }
     stats.connections++;
     const conn: Connection = {
-      socket, writer: socket.writable.getWriter(), openedAt: now(), handshake: [...handshake],
-      inFlight: [], writing: false, retired: false, dead: false,
+      socket, writer: socket.writable.getWriter(), openedAt: now(), handshakePending: handshake.length > 0,
+      inFlight: [], timer: undefined, retired: false, dead: false,
     };
     void readLoop(conn, socket.readable.getReader());
     return conn;
@@ -127,43 +146,64 @@ export function createHeldConnection(redisUrl: string, options: HeldConnectionOp
   }
 
   async function readLoop(conn: Connection, reader: ReadableStreamDefaultReader<Uint8Array>): Promise<void> {
-    const decoder = new RespDecoder();
+    const scanner = new RespScanner();
     try {
       for (;;) {
-        for (let reply = decoder.next(); reply !== undefined; reply = decoder.next()) deliver(conn, reply);
+        while (scanner.skip()) deliver(conn, scanner);
         if (conn.dead) return;
         const { value, done } = await reader.read();
         if (done) throw new Error("connection closed by Redis");
-        decoder.push(value);
+        scanner.push(value);
       }
     } catch (err) {
       kill(conn, err);
     }
   }
 
-  function deliver(conn: Connection, reply: Reply): void {
+  /** One more complete reply is in the scanner; the head's last one hands it its replies. */
+  function deliver(conn: Connection, scanner: RespScanner): void {
     const head = conn.inFlight[0];
     if (!head) throw new Error("RESP: a reply nobody asked for");
-    head.replies.push(reply);
-    if (head.replies.length < head.expected) return;
+    if (++head.received < head.expected) return;
     conn.inFlight.shift();
-    clearTimeout(head.timer);
-    const { waiter, replies } = head;
+    const { waiter } = head;
+    const bytes = scanner.take();
     if (!waiter) {
+      const replies = decodeReplies(bytes, head.expected);
       const refused = replies.findIndex((r) => r instanceof RespError);
       if (refused >= 0) conn.handshakeError = `Redis rejected ${String(handshake[refused]?.[0])}: ${(replies[refused] as RespError).message}`;
     } else if (conn.handshakeError) {
       // Behind a refused AUTH the commands got NOAUTH unless Redis has no password at all.
-      const ran = replies.some((r) => !(r instanceof RespError && r.code === "NOAUTH"));
+      const ran = decodeReplies(bytes, head.expected).some((r) => !(r instanceof RespError && r.code === "NOAUTH"));
       settle(waiter, new TransportError(conn.handshakeError, ran));
     } else {
-      settle(waiter, replies);
+      settle(waiter, bytes);
     }
     if (conn.handshakeError && conn.inFlight.length === 0) kill(conn, new Error(conn.handshakeError));
     else if (conn.retired && conn.inFlight.length === 0) retire(conn);
   }
 
-  function settle(waiter: Waiter, outcome: Reply[] | TransportError): void {
+  /** Arms the connection's timer for the head's deadline, unless it is armed already. */
+  function arm(conn: Connection): void {
+    const head = conn.inFlight[0];
+    if (conn.timer !== undefined || !head) return;
+    conn.timer = setTimeout(() => expire(conn), Math.max(1, head.due - Date.now()));
+  }
+
+  /**
+   * A missed deadline means Redis (or the path to it) stalled: drop the socket, fail what it owed.
+   * The timer was set for an earlier head than the one waiting now, maybe: then it waits on for
+   * this one's deadline.
+   */
+  function expire(conn: Connection): void {
+    conn.timer = undefined;
+    const head = conn.inFlight[0];
+    if (conn.dead || !head) return;
+    if (Date.now() >= head.due) kill(conn, new Error(`no reply from ${target} within ${commandTimeoutMs} ms`));
+    else arm(conn);
+  }
+
+  function settle(waiter: Waiter, outcome: Uint8Array | TransportError): void {
     if (waiter.settled) return;
     waiter.settled = true;
     if (outcome instanceof TransportError) waiter.reject(outcome);
@@ -175,9 +215,9 @@ export function createHeldConnection(redisUrl: string, options: HeldConnectionOp
     if (conn.dead) return;
     conn.dead = true;
     if (live === conn) live = undefined;
+    clearTimeout(conn.timer);
     const failure = new TransportError(`Redis connection to ${target} failed: ${message(err)}`, true, { cause: err });
     for (const entry of conn.inFlight.splice(0)) {
-      clearTimeout(entry.timer);
       if (entry.waiter) settle(entry.waiter, failure);
     }
     void conn.socket.close().catch(() => {});
@@ -185,6 +225,7 @@ export function createHeldConnection(redisUrl: string, options: HeldConnectionOp
 
   function retire(conn: Connection): void {
     conn.dead = true;
+    clearTimeout(conn.timer);
     void conn.socket.close().catch(() => {});
   }
 
@@ -196,7 +237,7 @@ export function createHeldConnection(redisUrl: string, options: HeldConnectionOp
       while (outbox.length > 0) {
         let conn: Connection;
         try {
-          conn = await connection();
+          conn = live && !live.dead && !live.retired ? live : await connection();
           if (now() - conn.openedAt > maxAgeMs) {
             conn.retired = true;
             if (conn.inFlight.length === 0) retire(conn);
@@ -220,29 +261,36 @@ export function createHeldConnection(redisUrl: string, options: HeldConnectionOp
   }
 
   function write(conn: Connection, batch: Waiter[]): Promise<void> {
-    const commands: RedisCommand[] = [...conn.handshake];
-    if (conn.handshake.length > 0) conn.inFlight.push({ waiter: undefined, expected: conn.handshake.length, replies: [], timer: undefined });
-    conn.handshake = [];
-    for (const waiter of batch) {
-      commands.push(...waiter.commands);
-      const entry: InFlight = { waiter, expected: waiter.commands.length, replies: [], timer: undefined };
-      // A missed deadline means Redis (or the path to it) stalled: drop the socket, fail what it owed.
-      entry.timer = setTimeout(() => kill(conn, new Error(`no reply from ${target} within ${commandTimeoutMs} ms`)), commandTimeoutMs);
-      conn.inFlight.push(entry);
+    const due = Date.now() + commandTimeoutMs;
+    const parts: Uint8Array[] = [];
+    if (conn.handshakePending) {
+      parts.push(handshakeBytes);
+      conn.inFlight.push({ waiter: undefined, expected: handshake.length, received: 0, due });
+      conn.handshakePending = false;
     }
+    for (const waiter of batch) {
+      parts.push(waiter.request);
+      conn.inFlight.push({ waiter, expected: waiter.count, received: 0, due });
+    }
+    arm(conn);
     stats.writes++;
     stats.pipelines += batch.length;
-    return conn.writer.write(encodeCommands(commands)).catch((err: unknown) => kill(conn, err));
+    return conn.writer.write(concat(parts)).catch((err: unknown) => kill(conn, err));
+  }
+
+  function send(request: Uint8Array, count: number): Promise<Uint8Array> {
+    if (closed) return Promise.reject(new TransportError("connection already closed", false));
+    if (count === 0) return Promise.resolve(new Uint8Array(0));
+    return new Promise<Uint8Array>((resolve, reject) => {
+      outbox.push({ request, count, resolve, reject, settled: false });
+      if (!flushing) void flush();
+    });
   }
 
   return {
-    pipeline(commands) {
-      if (closed) return Promise.reject(new TransportError("connection already closed", false));
-      if (commands.length === 0) return Promise.resolve([]);
-      return new Promise<Reply[]>((resolve, reject) => {
-        outbox.push({ commands, resolve, reject, settled: false });
-        void flush();
-      });
+    send,
+    async pipeline(commands) {
+      return decodeReplies(await send(encodeCommands(commands), commands.length), commands.length);
     },
     async close() {
       closed = true;
@@ -253,4 +301,18 @@ export function createHeldConnection(redisUrl: string, options: HeldConnectionOp
     },
     stats: () => ({ ...stats }),
   };
+}
+
+/** One buffer for one socket write. */
+function concat(parts: readonly Uint8Array[]): Uint8Array {
+  if (parts.length === 1) return parts[0] as Uint8Array;
+  let size = 0;
+  for (const part of parts) size += part.byteLength;
+  const out = new Uint8Array(size);
+  let offset = 0;
+  for (const part of parts) {
+    out.set(part, offset);
+    offset += part.byteLength;
+  }
+  return out;
 }
