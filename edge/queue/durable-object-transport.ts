@@ -36,12 +36,24 @@ export interface DurableObjectTransportOptions {
   shard?: number;
 }
 
+/**
+ * The objects' ids by shard, per namespace: idFromName hashes the name on every call, and an id is a
+ * plain value that outlives the request. A stub is not (it belongs to the request that made it).
+ */
+const ids = new WeakMap<DurableObjectNamespace, DurableObjectId[]>();
+
+function shardId(namespace: DurableObjectNamespace, shard: number): DurableObjectId {
+  let known = ids.get(namespace);
+  if (!known) ids.set(namespace, (known = []));
+  return (known[shard] ??= namespace.idFromName(`redis-${shard}`));
+}
+
 export function createDurableObjectTransport(
   namespace: DurableObjectNamespace,
   options: DurableObjectTransportOptions,
 ): RedisTransport {
   const shard = options.shard ?? Math.floor(Math.random() * options.shards);
-  const id = namespace.idFromName(`redis-${shard}`);
+  const id = shardId(namespace, shard);
   const stub = namespace.get(id, options.locationHint ? { locationHint: options.locationHint } : {}) as unknown as RedisConnectionStub;
   return {
     async pipeline(commands) {
