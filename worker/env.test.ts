@@ -27,6 +27,7 @@ describe("parseEnv", () => {
       stalledIntervalMs: 60_000,
       lockDurationMs: 30_000,
       auditBatchMax: 500,
+      auditWritesInFlight: 3,
       jobLog: { perSecond: 10, slowMs: 1_000 },
       outageBackoffMinMs: 1_000,
       outageBackoffMaxMs: 30_000,

@@ -94,6 +94,12 @@ const EnvSchema = z.object({
   /** Max rows one audit insert carries. */
   AUDIT_BATCH_MAX: positiveInt.max(5_000).default(500),
   /**
+   * Audit inserts one process keeps in flight at once (worker/audit/batcher.ts): while one commit
+   * waits on the database's fsync or the network, the next batch is already on its way. Each takes
+   * a pooled connection for its duration.
+   */
+  AUDIT_WRITES_IN_FLIGHT: positiveInt.max(8).default(3),
+  /**
    * Completed-job log lines per queue per second (worker/job-log.ts); completions above it are
    * counted into one summary line per queue per 10 s. `all` logs every job. Failures, retries and
    * jobs slower than JOB_LOG_SLOW_MS are always logged.
@@ -178,6 +184,7 @@ export interface WorkerConfig {
   stalledIntervalMs: number;
   lockDurationMs: number;
   auditBatchMax: number;
+  auditWritesInFlight: number;
   jobLog: JobLogSettings;
   outageBackoffMinMs: number;
   outageBackoffMaxMs: number;
@@ -238,6 +245,7 @@ export function parseEnv(source: Record<string, string | undefined>): WorkerConf
     stalledIntervalMs: env.WORKER_STALLED_INTERVAL_MS,
     lockDurationMs: env.WORKER_LOCK_DURATION_MS,
     auditBatchMax: env.AUDIT_BATCH_MAX,
+    auditWritesInFlight: env.AUDIT_WRITES_IN_FLIGHT,
     jobLog: { perSecond: env.JOB_LOG_RATE, slowMs: env.JOB_LOG_SLOW_MS },
     outageBackoffMinMs: env.OUTAGE_BACKOFF_MIN_MS,
     outageBackoffMaxMs: Math.max(env.OUTAGE_BACKOFF_MAX_MS, env.OUTAGE_BACKOFF_MIN_MS),

@@ -108,10 +108,14 @@ export function producerRedisOptions(url: string, caCertPath?: string, connectTi
 export function createHandlers(
   db: Db,
   config: Pick<WorkerConfig, "auditBatchMax" | "resendApiKey" | "resendBaseUrl" | "emailFrom"> &
-    Partial<Pick<WorkerConfig, "stripeSecretKey" | "stripeApiBaseUrl">>,
+    Partial<Pick<WorkerConfig, "auditWritesInFlight" | "concurrency" | "stripeSecretKey" | "stripeApiBaseUrl">>,
 ): FleetHandlers {
   return {
-    audit: createAuditHandler(db, { maxBatch: config.auditBatchMax }).handle,
+    audit: createAuditHandler(db, {
+      maxBatch: config.auditBatchMax,
+      writesInFlight: config.auditWritesInFlight,
+      concurrency: config.concurrency?.audit,
+    }).handle,
     email: createEmailHandler(db, config),
     "stripe-webhook": createStripeWebhookHandler(db, { stripe: createStripeApi({ secretKey: config.stripeSecretKey, apiBaseUrl: config.stripeApiBaseUrl }) }),
     report: createReportHandler(db),

@@ -42,7 +42,9 @@ const HELP = `npm run bench -- [flags]      (each flag also reads BENCH_<NAME>, 
   --drain-jobs N         audit jobs per drain run                 (20000; quick 3000)
   --drain-concurrency N  fleet and no-op worker concurrency       (100)
   --drain-rounds N       interleaved drain rounds                 (3; quick 1)
-  --drain-profile DIR    write a V8 CPU profile of each drain run (fleet and no-op) to DIR
+  --drain-profile DIR    write a V8 CPU profile of each drain run to DIR
+  --drain-db-rtt MS      RTT put between the fleet and Postgres for the extra rounds of
+                         fleet vs one insert in flight (2; 0 skips them)
   --transport-requests N enqueues per edge transport              (2000; quick 500)
   --stripe-lifecycles N  Stripe customer lifecycles, 7 events each (300; quick 50)
   --scale-rounds N       jobs enqueued with the fleet at zero, scale section (5; quick 2)
@@ -76,6 +78,7 @@ const Flags = z.object({
   "drain-concurrency": count(5000),
   "drain-rounds": count(20),
   "drain-profile": z.string().min(1).optional(),
+  "drain-db-rtt": z.coerce.number().min(0).max(100).optional(),
   "transport-requests": count(1_000_000),
   "stripe-lifecycles": count(100_000),
   "commands-jobs": count(100_000),
@@ -150,6 +153,7 @@ function parseFlags() {
           auditBatchMax: 500,
           deadlineMs: 180_000,
           profileDir: f["drain-profile"],
+          remoteDbRttMs: f["drain-db-rtt"] ?? 2,
         },
     rtt: f["skip-rtt"]
       ? undefined
@@ -373,7 +377,7 @@ async function main(): Promise<string[]> {
     if (options.drain) {
       const postgresPid = Number(readFileSync(join(pgDir, "postmaster.pid"), "utf8").split("\n")[0]) || undefined;
       const result = await runDrain(
-        { redis, redisUrl: redisServer.url, redisPid, postgresPid, database, progress },
+        { redis, redisUrl: redisServer.url, redisPid, postgresPid, database, databaseUrl: pg.url, progress },
         options.drain,
       );
       report.drain = { jobs: options.drain.jobs, concurrency: options.drain.concurrency, rounds: options.drain.rounds, result };

@@ -8,12 +8,13 @@ import { Queue, Worker, type JobsOptions, type WorkerOptions } from "bullmq";
 import { count, sql } from "drizzle-orm";
 import type { Redis } from "ioredis";
 import { auditLogs } from "../../shared/db/audit-logs.ts";
-import { auditContract } from "../../shared/jobs/audit.ts";
+import { auditContract, type AuditJob } from "../../shared/jobs/audit.ts";
 import { createAuditHandler } from "../../worker/audit/handler.ts";
-import type { Database } from "../../worker/db.ts";
+import { createDb, type Database } from "../../worker/db.ts";
 import { parseEnv } from "../../worker/env.ts";
 import { createHandlers, redisOptions, startFleet, type FleetConfig } from "../../worker/fleet.ts";
-import type { Log } from "../../worker/runner.ts";
+import type { JobContext, Log } from "../../worker/runner.ts";
+import { startDelayProxy } from "../testing/delay-proxy.ts";
 import { auditEvent } from "./enqueue.ts";
 import { median } from "./load.ts";
 import { addInto, emptyUsage, startMeter, type Usage } from "./system.ts";
@@ -27,6 +28,11 @@ export interface DrainSettings {
   deadlineMs: number;
   /** When set, each drain run's CPU profile (V8 .cpuprofile, the drain window only) is written here. */
   profileDir?: string | undefined;
+  /**
+   * Round-trip time put between the fleet and Postgres for the "database farther away" rounds (a
+   * managed database such as Neon is a network hop away; here it is on loopback); 0 skips them.
+   */
+  remoteDbRttMs: number;
 }
 
 export interface DrainEnv {
@@ -36,10 +42,18 @@ export interface DrainEnv {
   redisPid: number;
   postgresPid: number | undefined;
   database: Database;
+  /** The database the drain writes to; the "farther away" rounds reach it through a delay proxy. */
+  databaseUrl: string;
   progress: (line: string) => void;
 }
 
-export type Consumer = "fleet" | "noop";
+/**
+ * fleet: `startFleet` on its shipped defaults. fleet-serial: the same with one audit insert in
+ * flight at a time (AUDIT_WRITES_IN_FLIGHT=1). insert-only: a bare BullMQ Worker whose processor
+ * only hands the job to the fleet's batched insert. noop: a bare BullMQ Worker that does nothing.
+ */
+export type Consumer = "fleet" | "fleet-serial" | "insert-only" | "noop";
+export const CONSUMERS: readonly Consumer[] = ["fleet", "fleet-serial", "insert-only", "noop"];
 
 export interface DrainRun {
   consumer: Consumer;
@@ -51,7 +65,7 @@ export interface DrainRun {
   /** Fleet: audit_logs rows afterwards; no-op: 'completed' events seen. */
   verified: number;
   usage: Usage;
-  /** Fleet only: multi-row inserts and the largest one. */
+  /** Consumers that insert: multi-row inserts and the largest one. */
   inserts?: number;
   largestInsert?: number;
 }
@@ -61,6 +75,10 @@ export interface DrainResult {
   perSecond: Record<Consumer, number>;
   /** The worker settings both consumers ran with (the fleet's defaults). */
   workerSettings: { drainDelaySeconds: number; stalledIntervalMs: number; lockDurationMs: number };
+  /** The fleet consumer's AUDIT_WRITES_IN_FLIGHT (the shipped default). */
+  writesInFlight: number;
+  /** fleet and fleet-serial with Postgres `rttMs` away (delay proxy in this process; CPU not compared). */
+  remote?: { rttMs: number; runs: DrainRun[]; perSecond: Record<"fleet" | "fleet-serial", number> };
 }
 
 const ADD_BULK_CHUNK = 1000;
@@ -121,13 +139,15 @@ async function untilDrained(redis: Redis, prefix: string, deadlineMs: number): P
   }
 }
 
-async function drainOnce(env: DrainEnv, settings: DrainSettings, consumer: Consumer, round: number): Promise<DrainRun> {
+async function drainOnce(env: DrainEnv, settings: DrainSettings, consumer: Consumer, round: number, writeDb: Database = env.database): Promise<DrainRun> {
   const prefix = `drain-${consumer}-${round}`;
-  if (consumer === "fleet") await env.database.db.execute(sql`truncate table ${auditLogs}`);
+  const fleet = consumer === "fleet" || consumer === "fleet-serial";
+  const writesRows = consumer !== "noop";
+  if (writesRows) await env.database.db.execute(sql`truncate table ${auditLogs}`);
   const preloadPerSecond = await preload(env.redisUrl, prefix, settings.jobs, `${consumer}${round}`);
   const meter = startMeter(
     [{ pid: env.redisPid, label: "redis" }, ...(env.postgresPid ? [{ pid: env.postgresPid, label: "postgres" }] : [])],
-    consumer === "fleet" ? "bench (fleet)" : "bench (no-op Worker)",
+    `bench (${consumer})`,
   );
   const profiler = settings.profileDir ? await startProfiler() : undefined;
   const started = performance.now();
@@ -135,7 +155,7 @@ async function drainOnce(env: DrainEnv, settings: DrainSettings, consumer: Consu
   let stop: () => Promise<void>;
   let batcherStats: { flushes: number; largestBatch: number } | undefined;
   const sink = devNullLog();
-  if (consumer === "fleet") {
+  if (fleet) {
     const config: FleetConfig = {
       redisUrl: env.redisUrl,
       redisCaCertPath: undefined,
@@ -148,7 +168,8 @@ async function drainOnce(env: DrainEnv, settings: DrainSettings, consumer: Consu
       emailRatePerSecond: 2,
       jobLog: FLEET_DEFAULTS.jobLog,
     };
-    const audit = createAuditHandler(env.database.db, { maxBatch: settings.auditBatchMax });
+    const writesInFlight = consumer === "fleet-serial" ? 1 : FLEET_DEFAULTS.auditWritesInFlight;
+    const audit = createAuditHandler(writeDb.db, { maxBatch: settings.auditBatchMax, writesInFlight, concurrency: settings.concurrency });
     const handlers = {
       ...createHandlers(env.database.db, {
         auditBatchMax: settings.auditBatchMax, resendApiKey: undefined, resendBaseUrl: undefined, emailFrom: "bench <bench@example.com>",
@@ -167,10 +188,20 @@ async function drainOnce(env: DrainEnv, settings: DrainSettings, consumer: Consu
       stalledInterval: FLEET_DEFAULTS.stalledIntervalMs,
       lockDuration: FLEET_DEFAULTS.lockDurationMs,
     };
-    const worker = new Worker(auditContract.queue, async () => undefined, options);
+    // insert-only: the fleet's batched insert (the shipped in-flight setting) and nothing else: no
+    // validation, job log, metrics or outage handling. No consumer that stores each job durably in
+    // this Postgres can do better with this insert, so it bounds what the fleet's own code could gain.
+    const insert =
+      consumer === "insert-only"
+        ? createAuditHandler(writeDb.db, { maxBatch: settings.auditBatchMax, writesInFlight: FLEET_DEFAULTS.auditWritesInFlight, concurrency: settings.concurrency })
+        : undefined;
+    if (insert) batcherStats = insert.batcher.stats;
+    const unusedContext = {} as JobContext; // the audit handler reads only the job's data
+    const processor = insert ? (job: { data: AuditJob }) => insert.handle(job.data, unusedContext) : async () => undefined;
+    const worker = new Worker(auditContract.queue, processor, options);
     // Attached in the same tick as the constructor, so no completion can be missed.
     worker.on("completed", () => void verified++);
-    worker.on("error", (err) => env.progress(`no-op worker error: ${err.message}`));
+    worker.on("error", (err) => env.progress(`${consumer} worker error: ${err.message}`));
     stop = () => worker.close();
   }
   let failed: number;
@@ -188,7 +219,7 @@ async function drainOnce(env: DrainEnv, settings: DrainSettings, consumer: Consu
     await stop();
     sink.close();
   }
-  if (consumer === "fleet") {
+  if (writesRows) {
     const [row] = await env.database.db.select({ n: count() }).from(auditLogs);
     verified = row?.n ?? 0;
   }
@@ -225,20 +256,24 @@ async function startProfiler(): Promise<{ stop: () => Promise<object> }> {
 export async function runDrain(env: DrainEnv, settings: DrainSettings): Promise<DrainResult> {
   const runs: DrainRun[] = [];
   for (let round = 0; round < settings.rounds; round++) {
-    const order: Consumer[] = round % 2 === 0 ? ["fleet", "noop"] : ["noop", "fleet"];
+    // Each consumer takes each position in turn, so none always runs first after the pre-load.
+    const order = CONSUMERS.map((_, k) => CONSUMERS[(k + round) % CONSUMERS.length]!);
     for (const consumer of order) {
       const run = await drainOnce(env, settings, consumer, round);
       runs.push(run);
       env.progress(
-        `drain: round ${round + 1}/${settings.rounds} ${consumer.padEnd(5)} ${run.perSecond.toFixed(0).padStart(6)} jobs/s ` +
+        `drain: round ${round + 1}/${settings.rounds} ${consumer.padEnd(12)} ${run.perSecond.toFixed(0).padStart(6)} jobs/s ` +
           `(${(run.ms / 1000).toFixed(2)} s, verified ${run.verified}/${run.jobs}, failed ${run.failed}` +
           `${run.inserts !== undefined ? `, ${run.inserts} inserts, largest ${run.largestInsert} rows` : ""})`,
       );
     }
   }
-  const rate = (c: Consumer) => median(runs.filter((r) => r.consumer === c).map((r) => r.perSecond));
+  const rate = (c: Consumer, from = runs) => median(from.filter((r) => r.consumer === c).map((r) => r.perSecond));
+  let remote: DrainResult["remote"];
+  if (settings.remoteDbRttMs > 0) remote = await drainRemote(env, settings, (c, from) => rate(c, from));
   const { drainDelaySeconds, stalledIntervalMs, lockDurationMs } = FLEET_DEFAULTS;
-  return { runs, perSecond: { fleet: rate("fleet"), noop: rate("noop") }, workerSettings: { drainDelaySeconds, stalledIntervalMs, lockDurationMs } };
+  const perSecond = Object.fromEntries(CONSUMERS.map((c) => [c, rate(c)])) as Record<Consumer, number>;
+  return { runs, perSecond, workerSettings: { drainDelaySeconds, stalledIntervalMs, lockDurationMs }, writesInFlight: FLEET_DEFAULTS.auditWritesInFlight, ...(remote ? { remote } : {}) };
 }
 
 export function sumUsage(runs: readonly DrainRun[]): Usage {
@@ -246,3 +281,38 @@ export function sumUsage(runs: readonly DrainRun[]): Usage {
   for (const r of runs) addInto(total, r.usage);
   return total;
 }
+
+/**
+ * The fleet against Postgres `remoteDbRttMs` away: the shipped in-flight setting vs one insert at
+ * a time, in alternating rounds. On loopback a commit costs an fsync; against a managed database it
+ * also costs a network round trip, which is what more than one insert in flight is for.
+ */
+async function drainRemote(
+  env: DrainEnv,
+  settings: DrainSettings,
+  rate: (c: Consumer, from: DrainRun[]) => number,
+): Promise<NonNullable<DrainResult["remote"]>> {
+  const rttMs = settings.remoteDbRttMs;
+  const url = new URL(env.databaseUrl);
+  const proxy = await startDelayProxy({ host: url.hostname, port: Number(url.port || 5432) }, rttMs);
+  const far = createDb(proxy.rewrite(env.databaseUrl));
+  const runs: DrainRun[] = [];
+  try {
+    for (let round = 0; round < settings.rounds; round++) {
+      const order: Consumer[] = round % 2 === 0 ? ["fleet", "fleet-serial"] : ["fleet-serial", "fleet"];
+      for (const consumer of order) {
+        const run = await drainOnce(env, { ...settings, profileDir: undefined }, consumer, round, far);
+        runs.push(run);
+        env.progress(
+          `drain, Postgres ${rttMs} ms away: round ${round + 1}/${settings.rounds} ${consumer.padEnd(12)} ` +
+            `${run.perSecond.toFixed(0).padStart(6)} jobs/s (verified ${run.verified}/${run.jobs}, ${run.inserts} inserts)`,
+        );
+      }
+    }
+  } finally {
+    await far.close();
+    await proxy.close();
+  }
+  return { rttMs, runs, perSecond: { fleet: rate("fleet", runs), "fleet-serial": rate("fleet-serial", runs) } };
+}
+

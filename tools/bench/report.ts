@@ -2,7 +2,7 @@
 import { formatCommands, type IdleCost, type JobCost } from "./commands.ts";
 import type { DrainResult } from "./drain.ts";
 import { formatFsync, type FsyncResult, type FsyncSettings } from "./fsync.ts";
-import { sumUsage } from "./drain.ts";
+import { CONSUMERS, sumUsage, type Consumer } from "./drain.ts";
 import { P999_MIN_SAMPLES, type EnqueueSettings, type TargetName, type TargetResult } from "./enqueue.ts";
 import { median } from "./load.ts";
 import { perJob } from "./redis-stats.ts";
@@ -128,22 +128,28 @@ export function formatReport(input: ReportInput): string {
   if (input.drain) {
     const { result, jobs, concurrency, rounds } = input.drain;
     const ratio = result.perSecond.fleet / result.perSecond.noop;
-    const runs = (c: "fleet" | "noop") => result.runs.filter((r) => r.consumer === c);
+    const runs = (c: Consumer) => result.runs.filter((r) => r.consumer === c);
+    const label: Record<Consumer, string> = {
+      fleet: `fleet (\`startFleet\`, audit → Postgres, ${result.writesInFlight} inserts in flight)`,
+      "fleet-serial": "fleet, one insert in flight (`AUDIT_WRITES_IN_FLIGHT=1`)",
+      "insert-only": "insert only: bare BullMQ `Worker` + the fleet's batched insert, nothing else",
+      noop: "no-op BullMQ `Worker`",
+    };
     const fleetRuns = runs("fleet");
     const inserts = fleetRuns.reduce((t, r) => t + (r.inserts ?? 0), 0);
     out.push(
       "",
       `### Worker drain: ${jobs} pre-loaded audit jobs, concurrency ${concurrency}, ${rounds} interleaved rounds (median); ` +
-        `both consumers on the fleet defaults (drainDelay ${result.workerSettings.drainDelaySeconds} s, ` +
+        `every consumer on the fleet defaults (drainDelay ${result.workerSettings.drainDelaySeconds} s, ` +
         `stalled ${result.workerSettings.stalledIntervalMs / 1000} s, lock ${result.workerSettings.lockDurationMs / 1000} s)`,
       "",
       table(
         ["consumer", "jobs/s", "jobs/s per round", "verified", "failed", "pre-load (addBulk) jobs/s"],
-        (["fleet", "noop"] as const).map((c) => [
-          c === "fleet" ? "fleet (`startFleet`, audit → Postgres)" : "no-op BullMQ `Worker`",
+        CONSUMERS.map((c) => [
+          label[c],
           f(result.perSecond[c]),
           runs(c).map((r) => f(r.perSecond)).join(" / "),
-          runs(c).map((r) => `${r.verified}${c === "fleet" ? " rows" : " completed"}`).join(", "),
+          runs(c).map((r) => `${r.verified}${c === "noop" ? " completed" : " rows"}`).join(", "),
           String(runs(c).reduce((t, r) => t + r.failed, 0)),
           f(median(runs(c).map((r) => r.preloadPerSecond))),
         ]),
@@ -152,10 +158,14 @@ export function formatReport(input: ReportInput): string {
       `Fleet / no-op: **${pct(ratio)}** (target ≥ ${pct(DRAIN_TARGET)}: ${verdict(ratio >= DRAIN_TARGET)}; ` +
         `round by round ${runs("fleet").map((r, i) => pct(r.perSecond / (runs("noop")[i]?.perSecond ?? NaN))).join(" / ")}). ` +
         `Fleet inserts: ${inserts} multi-row inserts for ${jobs * fleetRuns.length} rows ` +
-        `(avg ${f((jobs * fleetRuns.length) / inserts, 0)} rows, largest ${Math.max(...fleetRuns.map((r) => r.largestInsert ?? 0))}).`,
+        `(avg ${f((jobs * fleetRuns.length) / inserts, 0)} rows, largest ${Math.max(...fleetRuns.map((r) => r.largestInsert ?? 0))}). ` +
+        `${(["fleet-serial", "insert-only"] as const).map((c) => `${c} / no-op: ${pct(result.perSecond[c] / result.perSecond.noop)} ` +
+          `(round by round ${runs(c).map((r, i) => pct(r.perSecond / (runs("noop")[i]?.perSecond ?? NaN))).join(" / ")})`).join("; ")}. ` +
+        `Fleet / insert-only: **${pct(result.perSecond.fleet / result.perSecond["insert-only"])}**: what the fleet's own code ` +
+        `(validation, job log, metrics, outage handling) costs on top of the write.`,
       "",
       cpuTable(
-        (["fleet", "noop"] as const).map((c) => ({
+        CONSUMERS.map((c) => ({
           label: c,
           usage: sumUsage(runs(c)),
           per: jobs * runs(c).length,
@@ -164,6 +174,25 @@ export function formatReport(input: ReportInput): string {
         "job",
       ),
     );
+    if (result.remote) {
+      const r = result.remote;
+      const remoteRuns = (c: "fleet" | "fleet-serial") => r.runs.filter((x) => x.consumer === c);
+      out.push(
+        "",
+        `Postgres ${f(r.rttMs)} ms away (a delay proxy in the bench process between the fleet and Postgres; ` +
+          `${rounds} alternating rounds; every row verified):`,
+        "",
+        table(
+          ["consumer", "jobs/s", "jobs/s per round", "inserts (avg rows)"],
+          (["fleet", "fleet-serial"] as const).map((c) => {
+            const ins = remoteRuns(c).reduce((t, x) => t + (x.inserts ?? 0), 0);
+            return [label[c], f(r.perSecond[c]), remoteRuns(c).map((x) => f(x.perSecond)).join(" / "), `${ins} (${f((jobs * remoteRuns(c).length) / ins, 0)})`];
+          }),
+        ),
+        "",
+        `${result.writesInFlight} inserts in flight / one: **${pct(r.perSecond.fleet / r.perSecond["fleet-serial"])}**.`,
+      );
+    }
   }
 
   if (input.transports) out.push("", ...transportSection(input.transports));

@@ -19,7 +19,7 @@ function target(name: TargetName, accepted: number | undefined): TargetResult {
   };
 }
 
-const drainRun = (consumer: "fleet" | "noop"): DrainRun => ({
+const drainRun = (consumer: DrainRun["consumer"]): DrainRun => ({
   consumer, jobs: 200, ms: 100, perSecond: 2000, preloadPerSecond: 5000, failed: 0, verified: 200, usage: emptyUsage(),
 });
 
@@ -40,7 +40,7 @@ function soundRun(): VerifiedSections {
     transports: { requests: 20, concurrency: 25, results: [transport("resp"), transport("rest")] },
     drain: {
       jobs: 200, concurrency: 100, rounds: 1,
-      result: { runs: [drainRun("fleet"), drainRun("noop")], perSecond: { fleet: 2000, noop: 4000 }, workerSettings: { drainDelaySeconds: 15, stalledIntervalMs: 60_000, lockDurationMs: 30_000 } },
+      result: { runs: [drainRun("fleet"), drainRun("fleet-serial"), drainRun("insert-only"), drainRun("noop")], perSecond: { fleet: 2000, "fleet-serial": 1500, "insert-only": 2100, noop: 4000 }, workerSettings: { drainDelaySeconds: 15, stalledIntervalMs: 60_000, lockDurationMs: 30_000 }, writesInFlight: 3, remote: { rttMs: 2, runs: [drainRun("fleet"), drainRun("fleet-serial")], perSecond: { fleet: 1800, "fleet-serial": 1500 } } },
     },
     stripe: {
       settings: { lifecycles: 2, concurrency: 25, workerConcurrency: 20, deadlineMs: 60_000 },
@@ -57,7 +57,7 @@ describe("the benchmark's verification", () => {
 
   it("ignores missed targets and the probes' (job-less) figures", () => {
     const run = soundRun();
-    run.drain!.result.perSecond = { fleet: 1, noop: 4000 };
+    run.drain!.result.perSecond = { fleet: 1, "fleet-serial": 1, "insert-only": 1, noop: 4000 };
     run.enqueue!.results[1]!.errors = 3;
     expect(verifyReport(run)).toEqual([]);
   });
@@ -69,7 +69,9 @@ describe("the benchmark's verification", () => {
     ["a transport lost a job", (r) => void (r.transports!.results[1]!.jobsInRedis = 69), /^transport rest: 69 jobs in Redis for 70 accepted enqueues$/],
     ["a transport enqueue failed", (r) => void (r.transports!.results[0]!.errors = 1), /^transport resp: 1 enqueues failed/],
     ["the fleet wrote fewer audit rows than jobs", (r) => void (r.drain!.result.runs[0]!.verified = 199), /^drain run 1 \(fleet\): 199 audit_logs rows for 200 jobs$/],
-    ["drained jobs failed", (r) => void (r.drain!.result.runs[1]!.failed = 4), /^drain run 2 \(noop\): 4 jobs failed$/],
+    ["drained jobs failed", (r) => void (r.drain!.result.runs[3]!.failed = 4), /^drain run 4 \(noop\): 4 jobs failed$/],
+    ["the insert-only consumer lost a row", (r) => void (r.drain!.result.runs[2]!.verified = 150), /^drain run 3 \(insert-only\): 150 audit_logs rows for 200 jobs$/],
+    ["the fleet lost a row against the farther database", (r) => void (r.drain!.result.remote!.runs[1]!.verified = 198), /^drain run, Postgres 2 ms away, 2 \(fleet-serial\): 198 audit_logs rows for 200 jobs$/],
     ["Stripe rows are off", (r) => void (r.stripe!.result.rows = 13), /^stripe: 13 webhook_events rows for 14 events$/],
     ["Stripe events were not all processed", (r) => void (r.stripe!.result.processed = 12), /^stripe: 12 of 14 events PROCESSED before the deadline$/],
     ["a Stripe delivery was refused", (r) => void (r.stripe!.result.non200 = 1), /^stripe: 1 of 28 deliveries not answered 200$/],

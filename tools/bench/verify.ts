@@ -1,6 +1,7 @@
 // The benchmark's own checks: figures from a run that lost jobs, rows or deliveries mean nothing,
 // so such a run fails (bench.ts exits 1) instead of printing a plausible table. Targets (edge ≥
 // 80 % of the empty Worker, …) are results, not checks: missing one is reported, not a failure.
+import type { DrainRun } from "./drain.ts";
 import type { ReportInput } from "./report.ts";
 
 export type VerifiedSections = Omit<ReportInput, "machine" | "totalSeconds">;
@@ -23,11 +24,16 @@ export function verifyReport(report: VerifiedSections): string[] {
     if (r.jobsInRedis !== r.accepted) fail(`transport ${r.transport}: ${r.jobsInRedis} jobs in Redis for ${r.accepted} accepted enqueues`);
   }
 
-  for (const [i, r] of (report.drain?.result.runs ?? []).entries()) {
-    const what = r.consumer === "fleet" ? "audit_logs rows" : "completed jobs";
-    if (r.failed > 0) fail(`drain run ${i + 1} (${r.consumer}): ${r.failed} jobs failed`);
-    if (r.verified !== r.jobs) fail(`drain run ${i + 1} (${r.consumer}): ${r.verified} ${what} for ${r.jobs} jobs`);
-  }
+  const drainRuns = (runs: DrainRun[], name: string) => {
+    for (const [i, r] of runs.entries()) {
+      const what = r.consumer === "noop" ? "completed jobs" : "audit_logs rows";
+      if (r.failed > 0) fail(`${name} ${i + 1} (${r.consumer}): ${r.failed} jobs failed`);
+      if (r.verified !== r.jobs) fail(`${name} ${i + 1} (${r.consumer}): ${r.verified} ${what} for ${r.jobs} jobs`);
+    }
+  };
+  drainRuns(report.drain?.result.runs ?? [], "drain run");
+  const remote = report.drain?.result.remote;
+  if (remote) drainRuns(remote.runs, `drain run, Postgres ${remote.rttMs} ms away,`);
 
   const stripe = report.stripe?.result;
   if (stripe) {

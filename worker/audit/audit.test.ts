@@ -1,4 +1,4 @@
-import { inArray } from "drizzle-orm";
+import { inArray, sql } from "drizzle-orm";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { auditLogs } from "../../shared/db/audit-logs.ts";
 import { auditContract, type AuditJob } from "../../shared/jobs/audit.ts";
@@ -115,6 +115,43 @@ describe("audit queue", () => {
     expect(audit.batcher.stats.flushes).toBeLessThanOrEqual(200 - t.config.concurrency.audit + 1);
   });
 
+  it("commits a later insert while an earlier one still waits on the database, when two may be in flight", async () => {
+    // Another transaction holds the first event's id: the insert carrying it waits on the unique
+    // index until that transaction ends, as a slow commit would.
+    const handler = createAuditHandler(database.db, { maxBatch: 100, writesInFlight: 2, concurrency: 4 });
+    const [held, ...later] = Array.from({ length: 3 }, () => event());
+    const blocker = testDb();
+    let endBlocker!: () => void;
+    let blocking!: () => void;
+    const isBlocking = new Promise<void>((r) => (blocking = r));
+    const blockerDone = blocker.db
+      .transaction(async (tx) => {
+        await tx.insert(auditLogs).values({ eventId: held!.id, eventName: "other", eventType: "domain", occurredAt: new Date(), payload: {} });
+        blocking();
+        await new Promise<void>((r) => (endBlocker = r));
+        tx.rollback();
+      })
+      .catch(() => undefined); // the rollback rejects on purpose
+    try {
+      await isBlocking;
+      const first = handler.handle(held!, undefined as never);
+      await waitFor(async () => (await insertsWaitingOnLocks()) >= 1);
+      // Two rows waiting = half the concurrency: a second insert starts beside the waiting one.
+      await Promise.all(later.map((e) => handler.handle(e, undefined as never)));
+      expect(await rowsFor(later.map((e) => e.id))).toHaveLength(2);
+      expect(await rowsFor([held!.id])).toHaveLength(0);
+      endBlocker();
+      await first;
+      const rows = await rowsFor([held!.id]);
+      expect(rows.map((r) => r.eventName)).toEqual([held!.name]);
+      expect(handler.batcher.stats).toMatchObject({ flushes: 2, written: 3 });
+    } finally {
+      endBlocker?.();
+      await blockerDone;
+      await blocker.close();
+    }
+  });
+
   it("fails an invalid payload at once, without retries", async () => {
     await start();
     const job = await t.add(auditContract, { id: uniqueId("bad"), name: "", type: "nope" } as never, {
@@ -130,3 +167,20 @@ describe("audit queue", () => {
     expect(line).toMatchObject({ outcome: "failed-permanently", errorName: "PermanentError" });
   });
 });
+
+/** Audit inserts of this database waiting on a lock (pg_stat_activity). */
+async function insertsWaitingOnLocks(): Promise<number> {
+  const result = (await database.db.execute(
+    sql`select count(*)::int as n from pg_stat_activity where datname = current_database() and wait_event_type = 'Lock' and query like 'insert into "audit_logs"%'`,
+  )) as unknown as { rows: Array<{ n: number }> };
+  return result.rows[0]?.n ?? 0;
+}
+
+async function waitFor(check: () => Promise<boolean>, timeoutMs = 10_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await check())) {
+    if (Date.now() > deadline) throw new Error("condition not reached");
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
+

@@ -7,6 +7,10 @@
  * items that arrive during one write ride together in the next: the batch size adapts to the
  * database's round-trip time. A full batch does not wait for the write in flight.
  *
+ * With `maxInFlight` above 1, a further write starts while others are in flight once `overlapAt`
+ * items wait for it, so a commit's wait (an fsync, a network round trip to the database) no longer
+ * holds every later item back; below that count items keep waiting and ride together as before.
+ *
  * One bad item must not fail its neighbours: when a multi-item write fails and `isolate(err)` says
  * the error may belong to one item (a value the database refuses, not an outage), the batch is split
  * in halves and each half written again, down to single items — so only the guilty item's job fails,
@@ -40,6 +44,10 @@ interface Waiting<T> {
 export interface BatcherOptions {
   /** True when a failed write should be retried in halves; default: never (fail the whole batch). */
   isolate?: (err: unknown) => boolean;
+  /** Writes allowed in flight at once, full batches aside (default 1). */
+  maxInFlight?: number;
+  /** Items that must be waiting before a write starts beside one in flight (default: maxBatch). */
+  overlapAt?: number;
 }
 
 export function createBatcher<T>(
@@ -48,6 +56,10 @@ export function createBatcher<T>(
   options: BatcherOptions = {},
 ): Batcher<T> {
   if (!Number.isInteger(maxBatch) || maxBatch < 1) throw new RangeError("maxBatch must be a positive integer");
+  const maxInFlight = options.maxInFlight ?? 1;
+  const overlapAt = Math.min(options.overlapAt ?? maxBatch, maxBatch);
+  if (!Number.isInteger(maxInFlight) || maxInFlight < 1) throw new RangeError("maxInFlight must be a positive integer");
+  if (!Number.isInteger(overlapAt) || overlapAt < 1) throw new RangeError("overlapAt must be a positive integer");
   let waiting: Waiting<T>[] = [];
   let inFlight = 0;
   let scheduled = false;
@@ -75,6 +87,9 @@ export function createBatcher<T>(
     }
   };
 
+  /** Whether the waiting items should be written now rather than join a later batch. */
+  const due = () => inFlight === 0 || (inFlight < maxInFlight && waiting.length >= overlapAt);
+
   const flush = () => {
     const batch = waiting.splice(0, maxBatch);
     if (batch.length === 0) return;
@@ -83,7 +98,7 @@ export function createBatcher<T>(
     stats.largestBatch = Math.max(stats.largestBatch, batch.length);
     void settle(batch).finally(() => {
       inFlight--;
-      if (waiting.length > 0 && inFlight === 0) flush();
+      if (waiting.length > 0 && due()) flush();
       if (waiting.length === 0 && inFlight === 0) {
         const done = idleWaiters;
         idleWaiters = [];
@@ -99,12 +114,12 @@ export function createBatcher<T>(
         waiting.push({ item, resolve, reject });
         if (waiting.length >= maxBatch) {
           flush();
-        } else if (inFlight === 0 && !scheduled) {
+        } else if (!scheduled && due()) {
           // A microtask, not a timer: items added in the same tick still share the first write.
           scheduled = true;
           queueMicrotask(() => {
             scheduled = false;
-            if (inFlight === 0) flush();
+            if (waiting.length > 0 && due()) flush();
           });
         }
       });

@@ -66,15 +66,35 @@ export interface AuditHandler {
  * no longer dedupe) adds nothing and still completes. A row the database refuses fails only its own
  * job (the batcher splits the batch to find it).
  */
-export function createAuditHandler(db: Db, options: { maxBatch?: number } = {}): AuditHandler {
+export interface AuditHandlerOptions {
+  /** Most rows per insert (AUDIT_BATCH_MAX). */
+  maxBatch?: number;
+  /** Inserts in flight at once (AUDIT_WRITES_IN_FLIGHT); default 1. */
+  writesInFlight?: number | undefined;
+  /**
+   * The audit queue's concurrency: a further insert starts beside those in flight only once half
+   * of it is waiting. Fewer rows would spend a statement (parse, plan, commit) on a handful of
+   * rows, which on loopback cost more Postgres CPU than the overlap saved (measured with the audit
+   * drain, `npm run bench`; see the README's Performance section). Default: maxBatch.
+   */
+  concurrency?: number | undefined;
+}
+
+export function createAuditHandler(db: Db, options: AuditHandlerOptions = {}): AuditHandler {
+  const maxBatch = options.maxBatch ?? 500;
+  const overlapAt = Math.min(maxBatch, Math.max(1, Math.ceil((options.concurrency ?? 2 * maxBatch) / 2)));
   const batcher = createBatcher<AuditRecord>(
     async (rows) => {
       await db.execute(sql`${INSERT_HEAD}${JSON.stringify(rows)}${INSERT_TAIL}`);
     },
-    options.maxBatch ?? 500,
-    // A refused value (e.g. a NUL that slipped past the edge) belongs to one row: find it. An outage
-    // belongs to none: the whole batch goes back to wait.
-    { isolate: (err) => findOutage(err) === undefined },
+    maxBatch,
+    {
+      // A refused value (e.g. a NUL that slipped past the edge) belongs to one row: find it. An
+      // outage belongs to none: the whole batch goes back to wait.
+      isolate: (err) => findOutage(err) === undefined,
+      maxInFlight: options.writesInFlight ?? 1,
+      overlapAt,
+    },
   );
 
   return {
