@@ -5,7 +5,7 @@
 // Redis/Postgres started here, in one run, printed as one markdown report. `--help` lists the
 // flags; each section can be skipped.
 // Every server and child process it starts is stopped on exit, error or Ctrl-C.
-import { execFile } from "node:child_process";
+import { execFile, spawn } from "node:child_process";
 import { readFileSync, rmSync } from "node:fs";
 import { join, relative } from "node:path";
 import { parseArgs, promisify } from "node:util";
@@ -277,18 +277,22 @@ async function main(): Promise<string[]> {
   // The edge serves the enqueue and Stripe sections; the empty Worker and the probes only enqueue.
   const bundle = (entry: string | undefined, dir: string, wanted: unknown) =>
     wanted ? bundleWorker(entry, join(runDir, dir)) : Promise.resolve(undefined);
-  const [edgeScript, emptyScript, openScript, pingScript, doPingScript] = await Promise.all([
+  const [edgeScript, emptyScript, openScript, pingScript, doPingScript, fetchPingScript] = await Promise.all([
     bundle(undefined, "edge", options.enqueue ?? options.stripe ?? options.protection ?? options.rtt),
     bundle("tools/bench/empty-worker.ts", "empty", options.enqueue ?? options.rtt),
     bundle("tools/bench/socket-open-worker.ts", "socket-open", options.enqueue),
     bundle("tools/bench/socket-ping-worker.ts", "socket-ping", options.enqueue),
     bundle("tools/bench/do-ping-worker.ts", "do-ping", options.enqueue),
+    bundle("tools/bench/fetch-ping-worker.ts", "fetch-ping", options.enqueue),
   ]);
+  const pingToken = secret();
+  const pingServer = options.enqueue ? await startPingServer(pingToken) : undefined;
+  if (pingServer) stops.push({ name: "ping server", stop: pingServer.stop });
   const probe = (name: string, script: string | undefined, vars: Record<string, string>) =>
     script ? startEdge({ vars, script, readyPath: "/", log: log(name) }).then(track(name)) : undefined;
   const edgeVars = async (prefix: string) => ({ REDIS_URL: redisServer.url, API_KEY_HASHES: await sha256Hex(apiKey), QUEUE_PREFIX: prefix, RATE_LIMITS: "off" });
   const edgeDoPrefix = "bench-edge-do";
-  const [pg, edge, edgeDo, empty, socketOpen, socketPing, doPing] = await Promise.all([
+  const [pg, edge, edgeDo, empty, socketOpen, socketPing, doPing, fetchPing] = await Promise.all([
     options.drain || options.stripe
       ? startPostgres({ dataDir: pgDir, ...(options.verbose ? { log: log("postgres") } : {}) }).then((s) => (stops.push({ name: "postgres", stop: s.stop }), s))
       : undefined,
@@ -311,11 +315,12 @@ async function main(): Promise<string[]> {
     probe("socket-open worker", openScript, { REDIS_URL: redisServer.url }),
     probe("socket-ping worker", pingScript, { REDIS_URL: redisServer.url }),
     probe("do-ping worker", doPingScript, { REDIS_URL: redisServer.url }),
+    pingServer ? probe("fetch-ping worker", fetchPingScript, { PING_URL: pingServer.url, PING_TOKEN: pingToken }) : undefined,
   ]);
   const report: Omit<ReportInput, "machine" | "totalSeconds"> = {};
 
   let enqueueFailures: string[] = [];
-  if (options.enqueue && edge && edgeDo && empty && socketOpen && socketPing && doPing) {
+  if (options.enqueue && edge && edgeDo && empty && socketOpen && socketPing && doPing && fetchPing) {
     const at = (p: EdgeProcess) => ({ url: p.url, pid: p.child.pid ?? 0 });
     const results = await runEnqueue(
       {
@@ -328,6 +333,7 @@ async function main(): Promise<string[]> {
         socketOpen: at(socketOpen),
         socketPing: at(socketPing),
         doPing: at(doPing),
+        fetchPing: at(fetchPing),
         nodePrefix: "bench-node",
         progress,
       },
@@ -336,7 +342,8 @@ async function main(): Promise<string[]> {
     report.enqueue = { settings: options.enqueue, results };
     enqueueFailures = verifyEdgeDo(results);
     // The wrangler instances would only add noise to the later sections.
-    await Promise.all([edge, edgeDo, empty, socketOpen, socketPing, doPing].map((p) => p.stop()));
+    await Promise.all([edge, edgeDo, empty, socketOpen, socketPing, doPing, fetchPing].map((p) => p.stop()));
+    await pingServer?.stop();
     await redis.flushdb();
   }
 
@@ -441,3 +448,27 @@ main().then(
     process.exit(1);
   },
 );
+
+/** ping-server.ts in its own process: the far end of the fetch-ping probe. */
+async function startPingServer(token: string): Promise<{ url: string; stop: () => Promise<void> }> {
+  const child = spawn(process.execPath, [join(ROOT, "tools/bench/ping-server.ts")], {
+    env: { ...process.env, PING_TOKEN: token },
+    stdio: ["ignore", "pipe", "inherit"],
+  });
+  const port = await new Promise<number>((resolve, reject) => {
+    child.once("error", reject);
+    child.once("exit", (code) => reject(new Error(`ping server exited (${code}) before listening`)));
+    child.stdout.once("data", (chunk: Buffer) => resolve(Number(chunk.toString().trim())));
+  });
+  let stopped: Promise<void> | undefined;
+  return {
+    url: `http://127.0.0.1:${port}`,
+    stop: () =>
+      (stopped ??= new Promise<void>((resolve) => {
+        if (child.exitCode !== null) return resolve();
+        child.once("exit", () => resolve());
+        child.kill("SIGTERM");
+      })),
+  };
+}
+

@@ -16,7 +16,7 @@ import { closedLoop, httpClient, median, percentile, type LoopResult } from "./l
 import { baseline, emptyCounters, measure, sum, type RedisCounters } from "./redis-stats.ts";
 import { addInto, emptyUsage, startMeter, type Usage } from "./system.ts";
 
-export type TargetName = "edge" | "edge-do" | "empty" | "socket-open" | "socket-ping" | "do-ping" | "node";
+export type TargetName = "edge" | "edge-do" | "empty" | "socket-open" | "socket-ping" | "do-ping" | "fetch-ping" | "node";
 
 export interface EnqueueSettings {
   concurrency: number;
@@ -66,6 +66,7 @@ export interface EnqueueEnv {
   socketOpen: { url: string; pid: number };
   socketPing: { url: string; pid: number };
   doPing: { url: string; pid: number };
+  fetchPing: { url: string; pid: number };
   nodePrefix: string;
   progress: (line: string) => void;
 }
@@ -132,6 +133,7 @@ function targets(env: EnqueueEnv, settings: EnqueueSettings): Target[] {
     worker("socket-open", env.socketOpen),
     worker("socket-ping", env.socketPing),
     worker("do-ping", env.doPing),
+    worker("fetch-ping", env.fetchPing),
     {
       name: "node",
       // The edge stamps occurredAt; Queue.add gets the same final payload and the contract's options.

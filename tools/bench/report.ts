@@ -35,6 +35,7 @@ const LABELS: Record<TargetName, string> = {
   "socket-open": "probe: empty + open a Redis socket",
   "socket-ping": "probe: empty + AUTH/PING via the edge transport",
   "do-ping": "probe: empty + one RPC to the RedisConnection object, PING on its held connection",
+  "fetch-ping": "probe: empty + one REST pipeline (PING) through the edge's Upstash transport, no Redis behind",
   node: "BullMQ `Queue.add` from Node",
 };
 
@@ -79,6 +80,8 @@ export function formatReport(input: ReportInput): string {
         `edge / Node \`Queue.add\`: ${pct(edge.perSecond / node.perSecond)}.  `,
       `Edge-do / empty Worker: **${pct(doRatio)}** (target ≥ ${pct(EDGE_TARGET)}: ${verdict(doRatio >= EDGE_TARGET)}); ` +
         `do-ping / empty Worker (the floor of the Durable Object path): **${pct(doPing.perSecond / empty.perSecond)}**; ` +
+        `fetch-ping / empty Worker (the floor of the REST path): **${pct(by("fetch-ping").perSecond / empty.perSecond)}**; ` +
+        `socket-ping / empty Worker (the floor of the socket path): **${pct(by("socket-ping").perSecond / empty.perSecond)}**; ` +
         `edge-do / edge: ${pct(edgeDo.perSecond / edge.perSecond)}.`,
       "",
       ...(s.latency ? [...latencySection(s, results), ""] : []),
