@@ -1,4 +1,4 @@
-import { Queue } from "bullmq";
+import { Queue, type Job } from "bullmq";
 import { afterEach, describe, expect, inject, it } from "vitest";
 import { auditContract } from "../../shared/jobs/audit.ts";
 import { startFakeRailway, type FakeRailway } from "../../tools/testing/fake-railway.ts";
@@ -49,7 +49,18 @@ afterEach(async () => {
   for (const c of cleanups.splice(0).reverse()) await c().catch(() => undefined);
 });
 
-async function setup(options: { target?: Record<string, unknown>; env?: Record<string, string>; run?: boolean; replicas?: number } = {}) {
+type AddJobs = (n: number, opts?: object) => Promise<Job[]>;
+
+async function setup(
+  options: {
+    target?: Record<string, unknown>;
+    env?: Record<string, string>;
+    run?: boolean;
+    replicas?: number;
+    /** Jobs added before the service starts, so its first poll already sees them. */
+    seed?: (add: AddJobs) => Promise<unknown>;
+  } = {},
+) {
   const prefix = uniqueId("as");
   const railway = await startFakeRailway({ serviceId: SERVICE, environmentId: ENVIRONMENT, regions: { "us-west2": { numReplicas: options.replicas ?? 0 }, "europe-west4": null } });
   cleanups.push(() => railway.close());
@@ -75,6 +86,9 @@ async function setup(options: { target?: Record<string, unknown>; env?: Record<s
     PORT: "0",
     ...options.env,
   });
+  const add: AddJobs = (n, opts = {}) =>
+    queue.addBulk(Array.from({ length: n }, () => ({ name: auditContract.name, data: { id: uniqueId("e"), name: "x", type: "domain", occurredAt: "2026-11-23T10:00:00Z", payload: {} }, opts })));
+  const seeded = await options.seed?.(add);
   const clock = manualClock();
   const { log, lines } = memoryLog();
   const service = await startAutoscalerService(config, { log, clock, run: options.run ?? false });
@@ -83,12 +97,10 @@ async function setup(options: { target?: Record<string, unknown>; env?: Record<s
     allLines.push(...lines);
   });
   const autoscaler = service.targets[0]!.autoscaler;
-  const add = (n: number, opts: object = {}) =>
-    queue.addBulk(Array.from({ length: n }, () => ({ name: auditContract.name, data: { id: uniqueId("e"), name: "x", type: "domain", occurredAt: "2026-11-23T10:00:00Z", payload: {} }, opts })));
   const url = `http://127.0.0.1:${service.server.port}`;
   const wake = (token: string, body?: unknown) =>
     fetch(`${url}/wake`, { method: "POST", headers: { authorization: `Bearer ${token}` }, ...(body ? { body: JSON.stringify(body) } : {}) });
-  return { prefix, railway, queue, service, autoscaler, clock, lines, add, url, wake };
+  return { prefix, railway, queue, service, autoscaler, clock, lines, add, url, wake, seeded };
 }
 
 function scaleCalls(railway: FakeRailway) {
@@ -195,8 +207,9 @@ describe("the autoscaler against Railway's API and a real backlog", () => {
   });
 
   it("at zero with a delayed job sleeps until it is due, not the whole safety interval", async () => {
-    const { clock, add } = await setup({ run: true });
-    const [job] = await add(1, { delay: 120_000 });
+    // Added before the loop starts: its first poll finds the job (a job added later arrives with a wake).
+    const { clock, seeded } = await setup({ run: true, seed: (add) => add(1, { delay: 120_000 }) });
+    const [job] = seeded as Job[];
     // BullMQ's delayed score keeps the due time to the millisecond: the sleep ends exactly then.
     await expect.poll(() => clock.sleeps()).toEqual([job!.timestamp + 120_000 - clock.now()]);
   });
