@@ -22,7 +22,7 @@
  * watches the oldest unanswered write instead of one timer per pipeline.
  */
 import { connect } from "cloudflare:sockets";
-import { encodeCommands, handshakeCommands, RespError, type RedisCommand } from "./resp.ts";
+import { concatBytes, encodeCommands, handshakeCommands, RespError, type RedisCommand } from "./resp.ts";
 import { decodeReplies, RespScanner } from "./resp-scanner.ts";
 import { deadline, message, socketHostname } from "./socket-transport.ts";
 import { TransportError, type RedisTransport } from "./transport.ts";
@@ -275,7 +275,7 @@ export function createHeldConnection(redisUrl: string, options: HeldConnectionOp
     arm(conn);
     stats.writes++;
     stats.pipelines += batch.length;
-    return conn.writer.write(concat(parts)).catch((err: unknown) => kill(conn, err));
+    return conn.writer.write(concatBytes(parts)).catch((err: unknown) => kill(conn, err));
   }
 
   function send(request: Uint8Array, count: number): Promise<Uint8Array> {
@@ -301,18 +301,4 @@ export function createHeldConnection(redisUrl: string, options: HeldConnectionOp
     },
     stats: () => ({ ...stats }),
   };
-}
-
-/** One buffer for one socket write. */
-function concat(parts: readonly Uint8Array[]): Uint8Array {
-  if (parts.length === 1) return parts[0] as Uint8Array;
-  let size = 0;
-  for (const part of parts) size += part.byteLength;
-  const out = new Uint8Array(size);
-  let offset = 0;
-  for (const part of parts) {
-    out.set(part, offset);
-    offset += part.byteLength;
-  }
-  return out;
 }

@@ -64,6 +64,11 @@ export function encodeCommands(commands: readonly RedisCommand[]): Uint8Array {
     }
   }
   flush();
+  return concatBytes(parts, size);
+}
+
+/** The parts as one buffer (the part itself when there is one); `size` is their total length. */
+export function concatBytes(parts: readonly Uint8Array[], size = parts.reduce((n, p) => n + p.byteLength, 0)): Uint8Array {
   if (parts.length === 1) return parts[0] as Uint8Array;
   const out = new Uint8Array(size);
   let offset = 0;
