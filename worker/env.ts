@@ -46,6 +46,9 @@ const perQueueConcurrency = Object.fromEntries(
   QUEUE_NAMES.map((q) => [concurrencyVar(q), positiveInt.optional()]),
 );
 
+/** AUDIT_WRITES_IN_FLIGHT's default, and the audit handler's (worker/audit/handler.ts). */
+export const DEFAULT_AUDIT_WRITES_IN_FLIGHT = 3;
+
 const EnvSchema = z.object({
   REDIS_URL: redisUrl,
   /** PEM file with the CA that signed the Redis server's certificate (private CAs, tests). */
@@ -98,7 +101,7 @@ const EnvSchema = z.object({
    * waits on the database's fsync or the network, the next batch is already on its way. Each takes
    * a pooled connection for its duration.
    */
-  AUDIT_WRITES_IN_FLIGHT: positiveInt.max(8).default(3),
+  AUDIT_WRITES_IN_FLIGHT: positiveInt.max(8).default(DEFAULT_AUDIT_WRITES_IN_FLIGHT),
   /**
    * Completed-job log lines per queue per second (worker/job-log.ts); completions above it are
    * counted into one summary line per queue per 10 s. `all` logs every job. Failures, retries and

@@ -61,7 +61,7 @@ async function startFleetBehindProxy(): Promise<{ fleet: TestFleet; logs: Return
   const fleet = await startTestFleet(
     {
       handlers: {
-        audit: createAuditHandler(fleetDb.db).handle,
+        audit: createAuditHandler(fleetDb.db, { concurrency: 50 }).handle, // the shipped inserts in flight, at this concurrency
         email: createEmailHandler(fleetDb.db, { resendApiKey: "re_test_key", resendBaseUrl: resend.url, emailFrom: "t@example.com" }),
         "stripe-webhook": createStripeWebhookHandler(fleetDb.db),
         report: createReportHandler(fleetDb.db),

@@ -116,39 +116,46 @@ describe("audit queue", () => {
   });
 
   it("commits a later insert while an earlier one still waits on the database, when two may be in flight", async () => {
-    // Another transaction holds the first event's id: the insert carrying it waits on the unique
-    // index until that transaction ends, as a slow commit would.
     const handler = createAuditHandler(database.db, { maxBatch: 100, writesInFlight: 2, concurrency: 4 });
     const [held, ...later] = Array.from({ length: 3 }, () => event());
-    const blocker = testDb();
-    let endBlocker!: () => void;
-    let blocking!: () => void;
-    const isBlocking = new Promise<void>((r) => (blocking = r));
-    const blockerDone = blocker.db
-      .transaction(async (tx) => {
-        await tx.insert(auditLogs).values({ eventId: held!.id, eventName: "other", eventType: "domain", occurredAt: new Date(), payload: {} });
-        blocking();
-        await new Promise<void>((r) => (endBlocker = r));
-        tx.rollback();
-      })
-      .catch(() => undefined); // the rollback rejects on purpose
+    const hold = await holdEventId(held!.id);
     try {
-      await isBlocking;
       const first = handler.handle(held!, undefined as never);
       await waitFor(async () => (await insertsWaitingOnLocks()) >= 1);
       // Two rows waiting = half the concurrency: a second insert starts beside the waiting one.
       await Promise.all(later.map((e) => handler.handle(e, undefined as never)));
       expect(await rowsFor(later.map((e) => e.id))).toHaveLength(2);
       expect(await rowsFor([held!.id])).toHaveLength(0);
-      endBlocker();
+      await hold.release();
       await first;
       const rows = await rowsFor([held!.id]);
       expect(rows.map((r) => r.eventName)).toEqual([held!.name]);
       expect(handler.batcher.stats).toMatchObject({ flushes: 2, written: 3 });
     } finally {
-      endBlocker?.();
-      await blockerDone;
-      await blocker.close();
+      await hold.release();
+    }
+  });
+
+  it("fails only the refused row of an insert that runs beside a waiting one", async () => {
+    const handler = createAuditHandler(database.db, { maxBatch: 100, writesInFlight: 2, concurrency: 8 });
+    const held = event();
+    // A NUL inside jsonb: Postgres refuses it (22P05), and only that row's job may fail.
+    const [good1, bad, good2, good3] = [event(), event({ payload: { note: "a\u0000b" } }), event(), event()];
+    const hold = await holdEventId(held.id);
+    try {
+      const first = handler.handle(held, undefined as never);
+      await waitFor(async () => (await insertsWaitingOnLocks()) >= 1);
+      const results = await Promise.allSettled([good1, bad, good2, good3].map((e) => handler.handle(e!, undefined as never)));
+      expect(results.map((r) => r.status)).toEqual(["fulfilled", "rejected", "fulfilled", "fulfilled"]);
+      expect(((results[1] as PromiseRejectedResult).reason as { cause?: { code?: string } }).cause?.code).toBe("22P05");
+      expect((await rowsFor([good1, good2, good3].map((e) => e!.id))).map((r) => r.eventId).sort()).toEqual([good1, good2, good3].map((e) => e!.id).sort());
+      expect(handler.batcher.stats.splits).toBeGreaterThan(0);
+      expect(await rowsFor([held.id])).toHaveLength(0); // still waiting all along
+      await hold.release();
+      await first;
+      expect(await rowsFor([held.id, bad!.id])).toHaveLength(1);
+    } finally {
+      await hold.release();
     }
   });
 
@@ -182,5 +189,34 @@ async function waitFor(check: () => Promise<boolean>, timeoutMs = 10_000): Promi
     if (Date.now() > deadline) throw new Error("condition not reached");
     await new Promise((r) => setTimeout(r, 10));
   }
+}
+
+/**
+ * Another transaction inserts `eventId` and keeps it uncommitted: an audit insert carrying the same
+ * id waits on the unique index until `release()` rolls that transaction back, as a slow commit would.
+ */
+async function holdEventId(eventId: string): Promise<{ release: () => Promise<void> }> {
+  const blocker = testDb();
+  let end!: () => void;
+  let holding!: () => void;
+  const isHolding = new Promise<void>((r) => (holding = r));
+  const done = blocker.db
+    .transaction(async (tx) => {
+      await tx.insert(auditLogs).values({ eventId, eventName: "other", eventType: "domain", occurredAt: new Date(), payload: {} });
+      holding();
+      await new Promise<void>((r) => (end = r));
+      tx.rollback();
+    })
+    .catch(() => undefined); // the rollback rejects on purpose
+  await Promise.race([isHolding, done]);
+  let released: Promise<void> | undefined;
+  return {
+    release: () =>
+      (released ??= (async () => {
+        end?.();
+        await done;
+        await blocker.close();
+      })()),
+  };
 }
 

@@ -45,9 +45,9 @@ export interface BatcherOptions {
   /** True when a failed write should be retried in halves; default: never (fail the whole batch). */
   isolate?: (err: unknown) => boolean;
   /** Writes allowed in flight at once, full batches aside (default 1). */
-  maxInFlight?: number;
-  /** Items that must be waiting before a write starts beside one in flight (default: maxBatch). */
-  overlapAt?: number;
+  maxInFlight?: number | undefined;
+  /** Items that must be waiting before a write starts beside one in flight (default and most: maxBatch). */
+  overlapAt?: number | undefined;
 }
 
 export function createBatcher<T>(

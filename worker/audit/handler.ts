@@ -3,6 +3,7 @@ import type { PgColumn } from "drizzle-orm/pg-core";
 import { auditLogs } from "../../shared/db/audit-logs.ts";
 import type { auditContract, AuditJob } from "../../shared/jobs/audit.ts";
 import type { Db } from "../db.ts";
+import { DEFAULT_AUDIT_WRITES_IN_FLIGHT } from "../env.ts";
 import { findOutage } from "../outage.ts";
 import type { Handler } from "../runner.ts";
 import { createBatcher, type Batcher } from "./batcher.ts";
@@ -69,31 +70,30 @@ export interface AuditHandler {
 export interface AuditHandlerOptions {
   /** Most rows per insert (AUDIT_BATCH_MAX). */
   maxBatch?: number;
-  /** Inserts in flight at once (AUDIT_WRITES_IN_FLIGHT); default 1. */
+  /** Inserts in flight at once (AUDIT_WRITES_IN_FLIGHT); default DEFAULT_AUDIT_WRITES_IN_FLIGHT. */
   writesInFlight?: number | undefined;
   /**
    * The audit queue's concurrency: a further insert starts beside those in flight only once half
    * of it is waiting. Fewer rows would spend a statement (parse, plan, commit) on a handful of
    * rows, which on loopback cost more Postgres CPU than the overlap saved (measured with the audit
-   * drain, `npm run bench`; see the README's Performance section). Default: maxBatch.
+   * drain, `npm run bench`; see the README's Performance section). Unknown: only full batches
+   * overlap.
    */
   concurrency?: number | undefined;
 }
 
 export function createAuditHandler(db: Db, options: AuditHandlerOptions = {}): AuditHandler {
-  const maxBatch = options.maxBatch ?? 500;
-  const overlapAt = Math.min(maxBatch, Math.max(1, Math.ceil((options.concurrency ?? 2 * maxBatch) / 2)));
   const batcher = createBatcher<AuditRecord>(
     async (rows) => {
       await db.execute(sql`${INSERT_HEAD}${JSON.stringify(rows)}${INSERT_TAIL}`);
     },
-    maxBatch,
+    options.maxBatch ?? 500,
     {
       // A refused value (e.g. a NUL that slipped past the edge) belongs to one row: find it. An
       // outage belongs to none: the whole batch goes back to wait.
       isolate: (err) => findOutage(err) === undefined,
-      maxInFlight: options.writesInFlight ?? 1,
-      overlapAt,
+      maxInFlight: options.writesInFlight ?? DEFAULT_AUDIT_WRITES_IN_FLIGHT,
+      overlapAt: options.concurrency === undefined ? undefined : Math.ceil(options.concurrency / 2),
     },
   );
 

@@ -41,7 +41,7 @@ describe("a value Postgres refuses in an audit batch", () => {
     t = await startTestFleet(
       {
         handlers: {
-          audit: (audit = createAuditHandler(database.db, { maxBatch: 500 })).handle,
+          audit: (audit = createAuditHandler(database.db, { maxBatch: 500, concurrency: 100 })).handle, // the shipped inserts in flight
           email: createEmailHandler(database.db, { resendApiKey: undefined, resendBaseUrl: undefined, emailFrom: "t@example.com" }),
           "stripe-webhook": createStripeWebhookHandler(database.db),
         },
